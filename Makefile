@@ -1,0 +1,29 @@
+# attune-sensor-agent: build, test and benchmark entry points.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
+BIN := attune-sensor-agent
+
+.PHONY: build build-arm64 test test-short lint bench bench-smoke demo clean
+
+build:
+	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $(BIN) .
+
+build-arm64:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build $(GOFLAGS_BUILD) -o $(BIN)-arm64 .
+
+# test runs every test, service-backed ones included, against real PostgreSQL and
+# RabbitMQ (see scripts/with-services.sh for how they are found or started).
+test:
+	./scripts/with-services.sh go test -race -count=1 -timeout 40m ./...
+
+# test-short skips service-backed tests, for a quick local loop only (CI never uses it).
+test-short:
+	ATTUNE_TEST_SKIP_SERVICES=1 go test -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+clean:
+	rm -f $(BIN) $(BIN)-arm64
