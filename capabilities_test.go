@@ -17,7 +17,7 @@ func capabilityJSON(t *testing.T, in capabilityInput) string {
 	return string(b)
 }
 
-// pick returns the JSON of some keys of the capabilities, in a fixed order,
+// pickCapabilities returns the JSON of some keys of the capabilities, in a fixed order,
 // so that each case states only what it is about.
 func pickCapabilities(t *testing.T, in capabilityInput, keys ...string) string {
 	t.Helper()
