@@ -84,7 +84,7 @@ func issueFixtureToken(t testing.TB, api *fakeAttuneAPI, spec sensorSpec) sensor
 // fixtureProc is a running fixture sensor in its own process group.
 type fixtureProc struct {
 	cmd            *exec.Cmd
-	stdout, stderr lockedBuffer
+	stdout, stderr fixtureOutputBuffer
 	done           chan error
 }
 
@@ -221,19 +221,19 @@ func TestFixtureEnvdumpSeesExactlyTheBuiltEnvironment(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type lockedBuffer struct {
+// fixtureOutputBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type fixtureOutputBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *fixtureOutputBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *fixtureOutputBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
