@@ -160,10 +160,10 @@ func (b *amqpPrompts) session(ctx context.Context, notify func(prompt), onReady 
 		case e := <-connClosed:
 			return fmt.Errorf("connection closed: %w", closeReason(e))
 		case e := <-chClosed:
-			return fmt.Errorf("channel closed: %w", closeReason(e))
+			return connectionFirst(connClosed, fmt.Errorf("channel closed: %w", closeReason(e)))
 		case d, ok := <-deliveries:
 			if !ok {
-				return errors.New("consumer cancelled by the broker")
+				return connectionFirst(connClosed, errors.New("consumer cancelled by the broker"))
 			}
 			if err := b.handleDelivery(d, notify); err != nil {
 				return err
@@ -252,6 +252,21 @@ func (b *amqpPrompts) declareTopology(conn *amqp.Connection) error {
 		b.logger().Warn("broker declaration failed", "object", d.name, "err", err)
 	}
 	return nil
+}
+
+// connectionFirst prefers the connection's close reason: when a connection
+// dies, amqp091-go reports it to the connection's listeners before it closes
+// the channels and deliveries, and "CONNECTION_FORCED" says more in the
+// outage log than "consumer cancelled".
+func connectionFirst(connClosed <-chan *amqp.Error, fallback error) error {
+	select {
+	case e, ok := <-connClosed:
+		if ok && e != nil {
+			return fmt.Errorf("connection closed: %w", e)
+		}
+	default:
+	}
+	return fallback
 }
 
 // closeReason turns a close notification (nil for a clean close) into an error.
