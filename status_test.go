@@ -117,7 +117,7 @@ func TestWriteAgentStatusIsAtomic(t *testing.T) {
 	if err := writeAgentStatus(path, st); err != nil {
 		t.Fatal(err)
 	}
-	const writes = 200
+	const writes = 100
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	wg.Add(1)
