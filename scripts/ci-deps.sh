@@ -9,10 +9,11 @@
 #   libc-bin         provides ldd
 #   coreutils        provides chroot (with --userspec)
 #   util-linux       provides unshare and mount (read-only install test)
+#   systemd          provides systemd-analyze (verifies the unit file)
 set -eu
 
 # cmd:package pairs: a package is needed when its command is missing.
-wanted="debootstrap:debootstrap docker-compose:docker-compose file:file ldd:libc-bin chroot:coreutils unshare:util-linux"
+wanted="debootstrap:debootstrap docker-compose:docker-compose file:file ldd:libc-bin chroot:coreutils unshare:util-linux systemd-analyze:systemd"
 
 missing=""
 for pair in $wanted; do
