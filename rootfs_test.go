@@ -290,7 +290,9 @@ func TestRootfsStockImage(t *testing.T) {
 	for _, re := range []string{
 		`(?m)^  ✓ shell      /bin/bash \(5\.2\.\d+\)$`,
 		`(?m)^  ✓ python     /usr/bin/python3 \(3\.11\.\d+\)$`,
-		`(?m)^ATTUNE_SENSOR_RUNTIMES=shell,python$`,
+		// perl-base is Essential in Debian: every Debian-based image has perl.
+		`(?m)^  ✓ perl       /usr/bin/perl \(5\.36\.\d+\)$`,
+		`(?m)^ATTUNE_SENSOR_RUNTIMES=shell,python,perl$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(r.stdout) {
 			t.Errorf("--detect-only report does not match %s:\n%s", re, r.stdout)
