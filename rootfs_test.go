@@ -303,3 +303,59 @@ func TestRootfsStockImage(t *testing.T) {
 		t.Errorf("the cached root filesystem was modified (%s/opt/attune/agent exists)", lower)
 	}
 }
+
+// TestRootfsScriptCache checks scripts/rootfs.sh's cache rules with a fake
+// debootstrap first on PATH: a failed build leaves nothing behind, a
+// directory without the completion marker is never reused, and a completed
+// one is reused without building again.
+func TestRootfsScriptCache(t *testing.T) {
+	rootfsRequireRoot(t)
+	cache, fake := t.TempDir(), t.TempDir()
+	writeFake := func(body string) {
+		t.Helper()
+		script := "#!/bin/sh\n# args: --variant=minbase --include=python3 bookworm TARGET MIRROR\n" + body
+		if err := os.WriteFile(filepath.Join(fake, "debootstrap"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := append(os.Environ(), "PATH="+fake+":"+os.Getenv("PATH"), "ATTUNE_ROOTFS_CACHE="+cache)
+	final := filepath.Join(cache, "rootfs-bookworm-python")
+	listCache := func() []string {
+		entries, _ := os.ReadDir(cache)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+
+	if r := rootfsRun(t, env, "sh", "scripts/rootfs.sh", "bogus"); r.code != 2 {
+		t.Errorf("unknown root filesystem name: want exit 2, got %d", r.code)
+	}
+	// A half-built directory from an older run, and a build that dies midway.
+	if err := os.MkdirAll(filepath.Join(final, "usr"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFake(`touch "$4/half-built"; echo "E: Failed getting release file" >&2; exit 1` + "\n")
+	r := rootfsRun(t, env, "sh", "scripts/rootfs.sh", "bookworm-python")
+	if r.code != 1 || !strings.Contains(r.stderr, "E: Failed getting release file") || !strings.Contains(r.stderr, "no Debian mirror reachable?") {
+		t.Errorf("failed build: want exit 1 with the debootstrap error and a hint, got %d %q", r.code, r.stderr)
+	}
+	if got := listCache(); !slices.Equal(got, []string{".lock-bookworm-python"}) {
+		t.Errorf("after a failed build the cache holds %v; want no half-built root filesystem", got)
+	}
+
+	writeFake(`mkdir -p "$4/usr/bin" && echo built > "$4/usr/bin/python3"` + "\n")
+	r = rootfsRun(t, env, "sh", "scripts/rootfs.sh", "bookworm-python")
+	if r.code != 0 || r.stdout != final+"\n" {
+		t.Fatalf("build: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(final, ".attune-rootfs-complete")); err != nil {
+		t.Errorf("completion marker missing: %v", err)
+	}
+	// The second run must not build: a failing debootstrap proves it is not called.
+	writeFake("exit 1\n")
+	if r := rootfsRun(t, env, "sh", "scripts/rootfs.sh", "bookworm-python"); r.code != 0 || r.stdout != final+"\n" {
+		t.Errorf("cached run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
