@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"time"
 )
 
 // Taint effects accepted in sensor.taints (the reference's snake_case enum).
@@ -14,10 +13,6 @@ const (
 	taintNoSchedule       = "no_schedule"
 	taintPreferNoSchedule = "prefer_no_schedule"
 )
-
-// heartbeatStaleAfter is the reference's staleness cut-off: a heartbeat
-// interval at or above it makes a healthy worker look stale between beats.
-const heartbeatStaleAfter = 90 * time.Second
 
 // validateConfig checks the decoded configuration. Each error names the key
 // (or the variable the value came from) and wraps ErrConfig. notifierKey is
@@ -72,11 +67,6 @@ func validateConfig(cfg *Config, tree map[string]any, notifierKey string) error 
 		if err := validateNotifierWSURL(cfg.NotifierWSURL, cfg.Sensor.AllowInsecureNotifierWS); err != nil {
 			return newConfigError(notifierKey, err.Error())
 		}
-	}
-	if cfg.Sensor.HeartbeatInterval >= heartbeatStaleAfter {
-		cfg.Warnings = append(cfg.Warnings, fmt.Sprintf(
-			"sensor.heartbeat_interval: %s is at or above the %s staleness cut-off; the worker will look stale between heartbeats",
-			cfg.Sensor.HeartbeatInterval, heartbeatStaleAfter))
 	}
 	return nil
 }

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+)
+
+// insecureDefaultJWTSecret is what the reference signs worker JWTs with when
+// authentication is disabled and no secret is configured; an auth-disabled
+// Attune API accepts it, so the agent does the same.
+const insecureDefaultJWTSecret = "insecure_default_secret_change_in_production"
+
+// sensorLauncher is the real launcher: it plans the command (refusing unsafe
+// entrypoints before anything runs), prepares the runtime environment,
+// obtains a sensor token and starts the process group.
+type sensorLauncher struct {
+	cfg    *Config
+	runner *procRunner
+	tokens *sensorTokenClient
+	log    *slog.Logger
+}
+
+var _ launcher = (*sensorLauncher)(nil)
+
+// settings are the launch settings derived from the configuration. The
+// environment is read at each launch so ATTUNE_SENSOR_RUNTIMES and friends
+// set at start-up are current.
+func (l *sensorLauncher) settings() launchSettings {
+	return launchSettings{
+		PacksBaseDir:            l.cfg.PacksBaseDir,
+		RuntimeEnvsDir:          l.cfg.RuntimeEnvsDir,
+		ArtifactsDir:            l.cfg.ArtifactsDir,
+		APIURL:                  l.cfg.APIURL,
+		NotifierWSURL:           l.cfg.NotifierWSURL,
+		LogLevel:                l.cfg.Log.Level,
+		LogFormat:               l.cfg.Log.Format,
+		AllowInsecureNotifierWS: l.cfg.Sensor.AllowInsecureNotifierWS,
+		Passthrough:             l.cfg.Sensor.PassthroughEnv,
+		Environ:                 os.Environ(),
+	}
+}
+
+// launch starts spec once. Errors name the sensor; nothing is executed when
+// the plan is refused.
+func (l *sensorLauncher) launch(ctx context.Context, spec sensorSpec, stdout, stderr io.Writer) (launched, error) {
+	set := l.settings()
+	plan, err := prepareLaunch(ctx, l.runner, spec, set)
+	if err != nil {
+		return launched{}, err
+	}
+	for _, w := range plan.Warnings {
+		l.log.Warn("sensor launch", "sensor", spec.Ref, "problem", w)
+	}
+	req, err := newSensorTokenRequest(spec)
+	if err != nil {
+		return launched{}, fmt.Errorf("sensor %s token request: %w", spec.Ref, err)
+	}
+	tok, err := l.tokens.issue(ctx, req)
+	if err != nil {
+		return launched{}, err
+	}
+	env, _ := sensorEnv(spec, plan, set, tok.Token) // its warnings are plan.Warnings, logged above
+	p, err := l.runner.start(ctx, procSpec{Ref: spec.Ref, Path: plan.Path, Args: plan.Args, Env: env,
+		Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		return launched{}, fmt.Errorf("start sensor %s: %w", spec.Ref, err)
+	}
+	return launched{proc: p, rotateAfter: tokenRotationDelay(tok.IssuedAt, tok.ExpiresAt)}, nil
+}
+
+// newTokenClient builds the sensor-token client from the configuration.
+func newTokenClient(cfg *Config) (*sensorTokenClient, *workerJWTSigner, error) {
+	secret := cfg.Security.JWTSecret
+	if secret == "" && !cfg.Security.EnableAuth {
+		secret = insecureDefaultJWTSecret
+	}
+	signer, err := newWorkerJWTSigner(secret)
+	if err != nil {
+		return nil, nil, fmt.Errorf("worker JWT: %w", err)
+	}
+	return newSensorTokenClient(cfg.APIURL, signer), signer, nil
+}

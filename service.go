@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// reconcileInterval is how often the database is re-read even without a
+// broker prompt (the reference's 2 s), so a lost prompt or a broker outage
+// delays a change by at most this much.
+const reconcileInterval = 2 * time.Second
+
+// errForcedStop reports that a second signal cut the graceful stop short.
+var errForcedStop = errors.New("second signal: sensors killed without grace")
+
+// sensorSource is where the desired sensor set comes from (the database).
+type sensorSource interface {
+	desiredSensors(ctx context.Context, w workerPlacement) ([]sensorSpec, error)
+}
+
+// promptSource delivers broker prompts until ctx ends; it owns its reconnects.
+type promptSource interface {
+	run(ctx context.Context, notify func(prompt)) error
+}
+
+// workerStore is the worker row: what the heartbeat needs, plus marking the
+// worker inactive at shutdown.
+type workerStore interface {
+	workerRegistry
+	deregister(ctx context.Context, id int64) error
+}
+
+// Service is the running agent: it registers the worker, heartbeats, and keeps
+// the right sensors running until ctx ends, then shuts down in the contract's
+// order. Run owns every goroutine it starts and returns after all have ended.
+type Service struct {
+	Config    *Config
+	Log       *slog.Logger
+	Placement workerPlacement
+	Workers   workerStore
+	Caps      capabilityInput
+	Sensors   sensorSource
+	Prompts   promptSource
+	Manager   *sensorManager
+	// OnWorkerID learns the worker id at registration and after a re-registration.
+	OnWorkerID func(id int64)
+	// OnBeat runs after each successful heartbeat (the status file).
+	OnBeat func(id int64, at time.Time, c heartbeatCounters)
+	// OnStop runs after the sensors are stopped (e.g. remove the status file).
+	OnStop func()
+
+	passes atomic.Int64 // reconcile passes run, for tests and benchmarks
+}
+
+// Run is the agent's life: register, heartbeat, consume prompts, reconcile
+// every 2 s and on each prompt; on ctx end stop in order and return.
+func (s *Service) Run(ctx context.Context) error {
+	caps, err := json.Marshal(buildCapabilities(s.Caps))
+	if err != nil {
+		return fmt.Errorf("build capabilities: %w", err)
+	}
+	id, err := s.Workers.register(ctx, s.Config.Sensor.WorkerName, s.Config.Sensor.Host, caps)
+	if err != nil {
+		return fmt.Errorf("register worker %q: %w", s.Config.Sensor.WorkerName, err)
+	}
+	s.OnWorkerID(id)
+	s.Log.Info("sensor worker registered", "worker_id", id, "worker", s.Config.Sensor.WorkerName,
+		"runtimes", s.Placement.Runtimes)
+
+	var wg sync.WaitGroup
+	bg := context.WithoutCancel(ctx) // internal loops are stopped one by one, in order
+	hbCtx, stopHB := context.WithCancel(bg)
+	wg.Add(1)
+	hb := newHeartbeater(s.Workers, s.Log, id, heartbeatOptions{
+		Interval: s.Config.Sensor.HeartbeatInterval, WorkerName: s.Config.Sensor.WorkerName,
+		Host: s.Config.Sensor.Host, Capabilities: s.Caps, Counters: s.Manager.counters,
+		OnBeat: s.OnBeat, OnRegistered: s.OnWorkerID,
+	})
+	go func() { defer wg.Done(); hb.run(hbCtx) }()
+
+	kick := make(chan struct{}, 1)
+	packDeleted := make(chan string, 64)
+	notify := func(p prompt) {
+		if p.MessageType == "PackDeleted" && p.PackRef != "" {
+			select {
+			case packDeleted <- p.PackRef:
+			default:
+			}
+		}
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	mqCtx, stopMQ := context.WithCancel(bg)
+	mqDone := make(chan struct{})
+	go func() { defer close(mqDone); s.Prompts.run(mqCtx, notify) }()
+
+	s.Log.Info("Attune Sensor Agent is ready", "worker_id", id)
+	// Supervisors run under bg: they stop through stopSensors, after the worker
+	// row is inactive, not the instant the signal arrives.
+	s.reconcileLoop(ctx, bg, kick, packDeleted)
+
+	// Shutdown (CONTRACT §8). The heartbeat stops before the row is marked
+	// inactive: a beat landing after deregistration would flip it back to active.
+	s.Log.Info("shutting down")
+	stopHB()
+	wg.Wait()
+	id = hb.workerID()
+	dctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	if err := s.Workers.deregister(dctx, id); err != nil {
+		s.Log.Warn("mark worker inactive failed", "worker_id", id, "error", err)
+	}
+	cancel()
+	stopErr := s.stopSensors(ctx)
+	stopMQ()
+	<-mqDone
+	if s.OnStop != nil {
+		s.OnStop()
+	}
+	return stopErr
+}
+
+// stopSensors stops every sensor concurrently within sensor.shutdown_timeout;
+// a second signal kills them all at once.
+func (s *Service) stopSensors(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Config.Sensor.ShutdownTimeout)
+	defer cancel()
+	forced := make(chan struct{})
+	go func() {
+		select {
+		case <-hardStop(ctx):
+			close(forced)
+			s.Log.Warn("second signal: killing every sensor group now")
+			s.Manager.killAll()
+		case <-sctx.Done():
+		}
+	}()
+	err := s.Manager.stopAll(sctx)
+	cancel()
+	select {
+	case <-forced:
+		return errForcedStop
+	default:
+	}
+	if err != nil {
+		return fmt.Errorf("stop sensors: %w", err)
+	}
+	return nil
+}
+
+// reconcileLoop converges the sensor set at start, every reconcileInterval and
+// at once after a prompt; bursts of prompts coalesce into one pass.
+func (s *Service) reconcileLoop(ctx, sensorCtx context.Context, kick <-chan struct{}, packDeleted <-chan string) {
+	t := time.NewTicker(reconcileInterval)
+	defer t.Stop()
+	dbDown := false
+	for {
+		s.passes.Add(1)
+		desired, err := s.Sensors.desiredSensors(ctx, s.Placement)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if !dbDown {
+				s.Log.Warn("read desired sensors failed; keeping the current sensors until the database answers", "error", err)
+				dbDown = true
+			}
+		default:
+			if dbDown {
+				s.Log.Info("desired sensors readable again")
+				dbDown = false
+			}
+			s.Manager.converge(sensorCtx, desired)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case ref := <-packDeleted:
+			s.Manager.stopPack(ref)
+		case <-kick:
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// stopGrace is how long a sensor group gets between SIGTERM and SIGKILL (CONTRACT §7).
+const stopGrace = 5 * time.Second
+
+// runningProc is one live sensor process as the supervisor sees it.
+type runningProc interface {
+	Pid() int
+	Done() <-chan struct{}
+	Status() exitStatus
+	Stop(ctx context.Context, grace time.Duration) error
+	Kill()
+}
+
+var _ runningProc = (*sensorProc)(nil)
+
+// launched is a started sensor and, when its token expires, when to rotate it.
+type launched struct {
+	proc        runningProc
+	rotateAfter time.Duration // 0: never
+}
+
+// launcher starts one sensor: token, plan, runtime environment, process.
+// supervisor.go declares it; sensorLauncher in launcher.go is the real one.
+type launcher interface {
+	launch(ctx context.Context, spec sensorSpec, stdout, stderr io.Writer) (launched, error)
+}
+
+// sensorEvents receives the supervisor's state changes (sensor_process rows,
+// alerts). All methods must return quickly.
+type sensorEvents interface {
+	sensorStarted(spec sensorSpec, pid int, failures int)
+	sensorExited(spec sensorSpec, st exitStatus, failures int, nextRestart time.Time)
+	sensorStopped(spec sensorSpec, st exitStatus)
+}
+
+// supervisor keeps one sensor running until its context ends: it launches the
+// sensor, notices its exit at once, restarts it with backoff for as long as
+// it should run, rotates it before its token expires, and stops its whole
+// process group when told to. One goroutine (run) owns all of that.
+type supervisor struct {
+	spec     sensorSpec
+	launcher launcher
+	events   sensorEvents
+	log      *slog.Logger
+	stdout   io.WriteCloser
+	stderr   io.WriteCloser
+	grace    time.Duration
+
+	mu       sync.Mutex
+	proc     runningProc // nil while not running
+	failures int
+	killed   bool
+}
+
+// running reports whether the sensor process is alive right now.
+func (s *supervisor) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil
+}
+
+// kill sends SIGKILL to the current process group at once (second signal).
+func (s *supervisor) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.killed = true
+	if s.proc != nil {
+		s.proc.Kill()
+	}
+}
+
+// currentSpec returns the sensor row as last seen; the manager refreshes its
+// rules in place, so reads go through the lock.
+func (s *supervisor) currentSpec() sensorSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spec
+}
+
+func (s *supervisor) setProc(p runningProc) {
+	s.mu.Lock()
+	s.proc = p
+	killed := s.killed
+	s.mu.Unlock()
+	if killed && p != nil {
+		p.Kill()
+	}
+}
+
+// run supervises until ctx ends, then stops the process group (SIGTERM,
+// grace, SIGKILL) and returns once it is gone.
+func (s *supervisor) run(ctx context.Context) {
+	defer s.closeLogs()
+	log := s.log.With("sensor", s.spec.Ref)
+	for ctx.Err() == nil {
+		spec := s.currentSpec()
+		l, err := s.launcher.launch(ctx, spec, s.stdout, s.stderr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.failures++
+			delay := restartDelay(s.failures, rand.Float64())
+			log.Warn("sensor start failed", "attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String(), "error", err)
+			s.events.sensorExited(spec, exitStatus{Code: -1, At: time.Now()}, s.failures, time.Now().Add(delay))
+			if !sleepCtx(ctx, delay) {
+				return
+			}
+			continue
+		}
+		started := time.Now()
+		s.setProc(l.proc)
+		log.Info("sensor started", "pid", l.proc.Pid(), "attempt", s.failures+1)
+		s.events.sensorStarted(spec, l.proc.Pid(), s.failures)
+
+		rotate := make(<-chan time.Time)
+		if l.rotateAfter > 0 {
+			t := time.NewTimer(l.rotateAfter)
+			rotate = t.C
+			defer t.Stop() // at most one timer per token lifetime; cheap to keep until return
+		}
+		select {
+		case <-l.proc.Done():
+			st := l.proc.Status()
+			s.setProc(nil)
+			if ctx.Err() != nil {
+				s.events.sensorStopped(spec, st)
+				return
+			}
+			if time.Since(started) >= healthyRunReset {
+				s.failures = 0
+			}
+			s.failures++
+			delay := restartDelay(s.failures, rand.Float64())
+			log.Warn("sensor exited", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal),
+				"attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String())
+			s.events.sensorExited(spec, st, s.failures, time.Now().Add(delay))
+			if !sleepCtx(ctx, delay) {
+				return
+			}
+		case <-rotate:
+			log.Info("sensor token rotation: restarting sensor", "pid", l.proc.Pid())
+			s.stopProc(l.proc)
+			s.failures = 0
+		case <-ctx.Done():
+			st := s.stopProc(l.proc)
+			log.Info("sensor stopped", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal))
+			s.events.sensorStopped(spec, st)
+			return
+		}
+	}
+}
+
+// stopProc stops p with the grace period and a bounded wait for its exit.
+func (s *supervisor) stopProc(p runningProc) exitStatus {
+	grace := s.grace
+	if grace <= 0 {
+		grace = stopGrace
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace+5*time.Second)
+	defer cancel()
+	if err := p.Stop(ctx, grace); err != nil {
+		s.log.Warn("sensor stop incomplete", "sensor", s.spec.Ref, "pid", p.Pid(), "error", err)
+	}
+	s.setProc(nil)
+	return p.Status()
+}
+
+func (s *supervisor) closeLogs() {
+	for _, c := range []io.Closer{s.stdout, s.stderr} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether the full wait elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
