@@ -117,8 +117,8 @@ func (s *testStack) sensorPIDs(ref string) []int {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !strings.Contains(string(env), want) {
-			continue
+		if err != nil || !strings.Contains(string(env), want) || !strings.Contains(string(env), "ATTUNE_SENSOR_REF=") {
+			continue // not ours, or the agent itself (it has the API URL but no sensor ref)
 		}
 		if ref != "" && !strings.Contains(string(env), "ATTUNE_SENSOR_REF="+ref+"\x00") {
 			continue
