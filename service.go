@@ -16,6 +16,14 @@ import (
 // delays a change by at most this much.
 const reconcileInterval = 2 * time.Second
 
+// reconcilePassTimeout bounds one read of the desired sensors. A database
+// that stops answering without resetting the connection (a dead peer, a
+// black-holing network) would otherwise hold the loop until the kernel gives
+// up on the TCP connection, many minutes later: statement_timeout cannot help
+// when the server never sees the statement. A pass normally takes
+// milliseconds.
+const reconcilePassTimeout = 5 * time.Second
+
 // errForcedStop reports that a second signal cut the graceful stop short.
 var errForcedStop = errors.New("second signal: sensors killed without grace")
 
@@ -161,9 +169,13 @@ func (s *Service) reconcileLoop(ctx, sensorCtx context.Context, kick <-chan stru
 	t := time.NewTicker(reconcileInterval)
 	defer t.Stop()
 	dbDown := false
+	cause := "start"
 	for {
-		s.passes.Add(1)
-		desired, err := s.Sensors.desiredSensors(ctx, s.Placement)
+		pass := s.passes.Add(1)
+		s.Log.Debug("reconcile pass", "pass", pass, "cause", cause)
+		pctx, cancel := context.WithTimeout(ctx, reconcilePassTimeout)
+		desired, err := s.Sensors.desiredSensors(pctx, s.Placement)
+		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -184,8 +196,11 @@ func (s *Service) reconcileLoop(ctx, sensorCtx context.Context, kick <-chan stru
 			return
 		case ref := <-packDeleted:
 			s.Manager.stopPack(ref)
+			cause = "pack deleted"
 		case <-kick:
+			cause = "prompt"
 		case <-t.C:
+			cause = "interval"
 		}
 	}
 }
