@@ -65,7 +65,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer closePool(pool, dbCloseTimeout) // bounded: a stalled database must not hold the exit
 	schema, err := detectSchema(ctx, pool)
 	if err != nil {
 		return fmt.Errorf("inspect database schema: %w", err)
@@ -98,7 +98,9 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		OnStop:     status.remove,
 	}
 	err = svc.Run(ctx)
-	pool.Close()
+	if !closePool(pool, dbCloseTimeout) {
+		log.Warn("database connections still closing at exit", "waited", dbCloseTimeout.String())
+	}
 	log.Info("Attune Sensor Agent shutdown complete")
 	return err
 }

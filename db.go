@@ -28,6 +28,7 @@ const (
 	dbRetryFirstDelay  = 200 * time.Millisecond
 	dbRetryMaxDelay    = 5 * time.Second
 	dbDefaultTimeout   = 30 * time.Second // database.connect_timeout default
+	dbCloseTimeout     = 2 * time.Second  // at exit: how long closing the pool may take
 )
 
 // openPool builds the agent's connection pool and waits until the database
@@ -72,6 +73,24 @@ func openPool(ctx context.Context, cfg DatabaseConfig, log *slog.Logger) (*pgxpo
 	}
 	log.Info("database connected", "url", redacted, "schema", schema, "max_conns", pc.MaxConns)
 	return pool, nil
+}
+
+// closePool closes pool, waiting at most timeout, and reports whether it
+// finished. A connection that was aborted while the database was silent is
+// closed by pgx in the background after a cancel request that may take 15 s
+// to give up, and pgxpool's Close waits for it: at exit that only delays the
+// shutdown, since the kernel closes the sockets anyway.
+func closePool(pool *pgxpool.Pool, timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { pool.Close(); close(done) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // configureAgentPool applies the agent's small pool limits and the
