@@ -88,7 +88,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		Placement: workerPlacement{Runtimes: runtimes, Labels: cfg.Sensor.Labels},
 		Workers:   newPgRegistry(pool),
 		Caps:      caps,
-		Sensors:   &pgSensorSource{pool: pool, schema: schema},
+		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log},
 		Prompts:   &amqpPrompts{URL: cfg.MQURL, Log: log},
 		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log},
 			recorder, rotatingSensorLogs(cfg, log), log,

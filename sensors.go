@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -24,6 +25,12 @@ type workerPlacement struct {
 type pgSensorSource struct {
 	pool   *pgxpool.Pool
 	schema schemaInfo
+	log    *slog.Logger // nil: skipped sensors are not logged
+
+	// skipped remembers, per sensor id, why a live sensor is not for this
+	// worker, so that reason is logged once rather than every pass. Only the
+	// reconcile loop calls desiredSensors, so it needs no lock.
+	skipped map[int64]string
 }
 
 // sensorQueries holds the SQL chosen once for the schema generation found at start-up.
@@ -91,6 +98,7 @@ func (s *pgSensorSource) desiredSensors(ctx context.Context, w workerPlacement) 
 		return nil, fmt.Errorf("query sensors: %w", err)
 	}
 	var specs []sensorSpec
+	skipped := map[int64]string{}
 	for rows.Next() {
 		var sp sensorSpec
 		var cfg, execCfg, sensorSel, packSel []byte
@@ -100,8 +108,16 @@ func (s *pgSensorSource) desiredSensors(ctx context.Context, w workerPlacement) 
 			rows.Close()
 			return nil, fmt.Errorf("read sensor row: %w", err)
 		}
-		if !runtimeSupported(sp.RuntimeName, sp.RuntimeAliases, w.Runtimes) ||
-			!selectorMatches(sensorSel, w.Labels) || !selectorMatches(packSel, w.Labels) {
+		switch {
+		case !runtimeSupported(sp.RuntimeName, sp.RuntimeAliases, w.Runtimes):
+			skipped[sp.ID] = fmt.Sprintf("runtime %s (%s) is not one this worker runs %v", sp.RuntimeRef, sp.RuntimeName, w.Runtimes)
+		case !selectorMatches(sensorSel, w.Labels):
+			skipped[sp.ID] = "sensor worker_selector does not match this worker's labels"
+		case !selectorMatches(packSel, w.Labels):
+			skipped[sp.ID] = "pack worker_selector does not match this worker's labels"
+		}
+		if _, skip := skipped[sp.ID]; skip {
+			s.noteSkipped(sp, skipped[sp.ID])
 			continue
 		}
 		sp.Config = nullableJSON(cfg)
@@ -111,6 +127,11 @@ func (s *pgSensorSource) desiredSensors(ctx context.Context, w workerPlacement) 
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("query sensors: %w", err)
+	}
+	for id := range s.skipped {
+		if _, still := skipped[id]; !still {
+			delete(s.skipped, id) // runs now, or is gone: log again if it comes back
+		}
 	}
 	if len(specs) == 0 {
 		return nil, nil
@@ -196,6 +217,22 @@ func (s *pgSensorSource) attachVersions(ctx context.Context, sql string, specs [
 		specs[i].RuntimeVersions = byRuntime[specs[i].RuntimeID]
 	}
 	return nil
+}
+
+// noteSkipped logs, once per sensor and reason, that a sensor which should
+// run somewhere will not run here: without it an operator whose sensor never
+// starts has nothing to go on.
+func (s *pgSensorSource) noteSkipped(sp sensorSpec, reason string) {
+	if s.skipped == nil {
+		s.skipped = map[int64]string{}
+	}
+	if s.skipped[sp.ID] == reason {
+		return
+	}
+	s.skipped[sp.ID] = reason
+	if s.log != nil {
+		s.log.Info("sensor not run on this worker", "sensor", sp.Ref, "reason", reason)
+	}
 }
 
 // runtimeSupported reports whether a sensor's runtime (by name or any alias,
