@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 )
 
 // insecureDefaultJWTSecret is what the reference signs worker JWTs with when
@@ -54,6 +56,9 @@ func (l *sensorLauncher) launch(ctx context.Context, spec sensorSpec, stdout, st
 	for _, w := range plan.Warnings {
 		l.log.Warn("sensor launch", "sensor", spec.Ref, "problem", w)
 	}
+	if err := checkExecEnvSize(plan.Env); err != nil {
+		return launched{}, fmt.Errorf("sensor %s: %w", spec.Ref, err)
+	}
 	req, err := newSensorTokenRequest(spec)
 	if err != nil {
 		return launched{}, fmt.Errorf("sensor %s token request: %w", spec.Ref, err)
@@ -82,4 +87,29 @@ func newTokenClient(cfg *Config) (*sensorTokenClient, *workerJWTSigner, error) {
 		return nil, nil, fmt.Errorf("worker JWT: %w", err)
 	}
 	return newSensorTokenClient(cfg.APIURL, signer), signer, nil
+}
+
+// maxExecStringBytes is Linux's MAX_ARG_STRLEN (32 pages of 4 KiB): execve
+// refuses any single argument or environment string longer than this,
+// terminating NUL included, with E2BIG.
+const maxExecStringBytes = 32 * 4096
+
+// ErrSensorEnvTooLarge refuses a sensor whose environment cannot be passed
+// to execve, typically ATTUNE_SENSOR_TRIGGERS carrying megabytes of rule
+// trigger_params.
+var ErrSensorEnvTooLarge = errors.New("sensor environment variable too large for execve")
+
+// checkExecEnvSize names the variable that would make execve fail. Without
+// it the only trace is "argument list too long", which points at the
+// command line and not at the rule whose parameters grew too big; and it
+// saves requesting a sensor token for a start that cannot succeed.
+func checkExecEnvSize(env []string) error {
+	for _, kv := range env {
+		if len(kv)+1 > maxExecStringBytes {
+			name, _, _ := strings.Cut(kv, "=")
+			return fmt.Errorf("%w: %s is %d bytes, Linux passes at most %d per variable (MAX_ARG_STRLEN); shrink the rule trigger_params or sensor config",
+				ErrSensorEnvTooLarge, name, len(kv), maxExecStringBytes-1)
+		}
+	}
+	return nil
 }
