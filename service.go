@@ -24,6 +24,12 @@ const reconcileInterval = 2 * time.Second
 // milliseconds.
 const reconcilePassTimeout = 5 * time.Second
 
+// deregisterTimeout bounds marking the worker inactive at shutdown. It is
+// the first step of the stop and the sensors keep running meanwhile, so a
+// silent database must cost little of the shutdown grace an orchestrator
+// gives (30 s by default in Kubernetes); a live one answers in milliseconds.
+const deregisterTimeout = 5 * time.Second
+
 // promptPassGap is the least time between the start of a pass and a pass
 // made for a prompt. The kick channel already folds prompts that arrive
 // during a pass into one, but a steady stream (a pack registering hundreds of
@@ -130,7 +136,7 @@ func (s *Service) Run(ctx context.Context) error {
 	stopHB()
 	wg.Wait()
 	id = hb.workerID()
-	dctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	dctx, cancel := context.WithTimeout(bg, deregisterTimeout)
 	if err := s.Workers.deregister(dctx, id); err != nil {
 		s.Log.Warn("mark worker inactive failed", "worker_id", id, "error", err)
 	}
