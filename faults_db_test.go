@@ -65,8 +65,8 @@ func TestAgentSurvivesDatabaseOutage(t *testing.T) {
 		}
 		mark.waitSince(t, 10*time.Second, "heartbeat recovered")
 		mark.waitSince(t, 10*time.Second, "desired sensors readable again")
-		// A few more heartbeats and passes: no flapping, no late lines.
-		time.Sleep(3 * faultHeartbeat)
+		// Two more heartbeats and a pass: no flapping, no late lines.
+		time.Sleep(2 * faultHeartbeat)
 		log := mark.since()
 		for msg, want := range map[string]int{
 			"heartbeat failed, retrying every interval": 1,
@@ -89,9 +89,9 @@ func TestAgentSurvivesDatabaseOutage(t *testing.T) {
 	}
 
 	t.Run("cut", func(t *testing.T) { outage(t, "cut", proxy.cut, 3*faultHeartbeat) })
-	// Longer than reconcilePassTimeout, so a pass stuck on a silent
-	// connection must have timed out and said so.
-	t.Run("stall", func(t *testing.T) { outage(t, "stall", proxy.stall, reconcilePassTimeout+2*time.Second) })
+	// The outage already outlasted reconcilePassTimeout: the pass stuck on
+	// the silent connection timed out and said so before outage() holds on.
+	t.Run("stall", func(t *testing.T) { outage(t, "stall", proxy.stall, faultHeartbeat) })
 
 	t.Run("sigterm while stalled", func(t *testing.T) {
 		mark := markAgentLog(a)
@@ -104,13 +104,17 @@ func TestAgentSurvivesDatabaseOutage(t *testing.T) {
 		if code != exitOK {
 			t.Errorf("exit code %d after SIGTERM with the database stalled, want 0", code)
 		}
-		// The inactive mark gets its 10 s, the sensor_process writes 2 s
-		// (concurrently), closing the pool 2 s: bounded, never a hang.
-		if took > 18*time.Second {
-			t.Errorf("shutdown took %v with the database stalled, want under 18 s", took)
+		// The inactive mark gets deregisterTimeout, the sensor_process
+		// writes 2 s (concurrently), closing the pool 2 s: bounded.
+		if bound := deregisterTimeout + processRecordTimeout + dbCloseTimeout + 3*time.Second; took > bound {
+			t.Errorf("shutdown took %v with the database stalled, want under %v", took, bound)
 		}
-		if faultLogCount(mark.since(), "mark worker inactive failed") != 1 {
-			t.Errorf("no single 'mark worker inactive failed' line:\n%s", mark.since())
+		// One line per component, not per failed call: both sensors'
+		// sensor_process writes fail, one line says so.
+		for _, msg := range []string{"mark worker inactive failed", "sensor_process update failed"} {
+			if n := faultLogCount(mark.since(), msg); n != 1 {
+				t.Errorf("%d %q lines, want 1:\n%s", n, msg, mark.since())
+			}
 		}
 		if left := s.sensorPIDs(""); len(left) > 0 {
 			t.Errorf("sensor processes outlived the agent: %v", left)
