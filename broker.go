@@ -43,7 +43,8 @@ const (
 	brokerHealthySession = 10 * time.Second // a session this long resets the backoff
 	brokerDialTimeout    = 30 * time.Second // TCP+TLS+AMQP handshake, as amqp091-go's default
 	brokerHeartbeat      = 10 * time.Second
-	brokerInvalidLogGap  = time.Minute // at most one warn line per minute about junk messages
+	brokerInvalidLogGap  = time.Minute     // at most one warn line per minute about junk messages
+	brokerCloseTimeout   = 5 * time.Second // cancel, channel close and connection close together, at shutdown
 )
 
 // errBrokerURL reports an unusable message-queue URL without echoing it:
@@ -153,9 +154,24 @@ func (b *amqpPrompts) session(ctx context.Context, notify func(prompt), onReady 
 		select {
 		case <-ctx.Done():
 			// Cancel first so the broker stops sending, then close politely.
-			_ = ch.Cancel(lifecycleConsumerTag, false)
-			_ = ch.Close()
-			_ = conn.CloseDeadline(time.Now().Add(5 * time.Second))
+			// Each step waits for the broker's reply, which a broker that
+			// stopped answering (no RST, no FIN) never sends: the whole
+			// sequence gets brokerCloseTimeout, then the socket is shut
+			// under it, which also releases the steps still waiting.
+			deadline := time.Now().Add(brokerCloseTimeout)
+			polite := make(chan struct{})
+			go func() {
+				_ = ch.Cancel(lifecycleConsumerTag, false)
+				_ = ch.Close()
+				close(polite)
+			}()
+			t := time.NewTimer(brokerCloseTimeout)
+			select {
+			case <-polite:
+			case <-t.C:
+			}
+			t.Stop()
+			_ = conn.CloseDeadline(deadline)
 			return ctx.Err()
 		case e := <-connClosed:
 			return fmt.Errorf("connection closed: %w", closeReason(e))
