@@ -267,3 +267,35 @@ func faultWaitConfirms(t *testing.T, ch *amqp.Channel) {
 		t.Fatalf("broker did not confirm the burst: ok=%v err=%v", ok, err)
 	}
 }
+
+// TestAgentStopsWithBrokerStalled: RabbitMQ stops answering without closing
+// anything (no RST, no FIN) and SIGTERM arrives: cancelling the consumer
+// and closing the channel wait for replies that never come, yet the agent
+// exits 0 within a bound, with its sensors stopped.
+func TestAgentStopsWithBrokerStalled(t *testing.T) {
+	t.Parallel()
+	s := newTestStack(t, "legacy")
+	t.Cleanup(s.killLeftovers)
+	proxy, viaProxy := newFaultProxyFor(t, s.amqpURL)
+	s.nativeSensor("sleeper", faultSleeperScript)
+	a := s.startVia(s.dbURL, viaProxy)
+	a.waitLog("broker connected", 30*time.Second)
+	s.waitSensorRunning(a, "testpack.sleeper", 30*time.Second)
+	proxy.stall()
+	start := time.Now()
+	code := a.stop(syscall.SIGTERM, 60*time.Second)
+	took := time.Since(start)
+	t.Logf("stalled broker: agent exited %d after %v", code, took.Round(time.Millisecond))
+	if code != exitOK {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if took > 10*time.Second {
+		t.Errorf("shutdown took %v with the broker stalled, want under 10 s", took)
+	}
+	if status, _, _ := s.workerRow(); status != "inactive" {
+		t.Errorf("worker row %s after shutdown, want inactive", status)
+	}
+	if left := s.sensorPIDs(""); len(left) > 0 {
+		t.Errorf("sensor processes outlived the agent: %v", left)
+	}
+}
