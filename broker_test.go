@@ -82,22 +82,6 @@ func TestBrokerLogLimiter(t *testing.T) {
 	}
 }
 
-func TestRedactBrokerURL(t *testing.T) {
-	cases := []struct{ in, want string }{
-		{"amqp://attune:s3cret@rabbitmq:5672/%2f", "amqp://rabbitmq:5672/%2f"},
-		{"amqps://u:p%40ss@mq.example:5671/prod?cacertfile=/k.pem&keyfile=/key#frag", "amqps://mq.example:5671/prod"},
-		{"amqp://guest:guest@127.0.0.1:5672", "amqp://127.0.0.1:5672"},
-		{"amqp://rabbitmq", "amqp://rabbitmq"},
-		{"s3cret", "<redacted broker URL>"},
-		{"amqp://u:p@[::1", "<redacted broker URL>"},
-	}
-	for _, tc := range cases {
-		if got := redactBrokerURL(tc.in); got != tc.want {
-			t.Errorf("redactBrokerURL(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestAMQPPromptsRejectsBadURL(t *testing.T) {
 	b := &amqpPrompts{URL: "amqp://user:hunter2@[::1"}
 	err := b.run(t.Context(), func(prompt) {})
