@@ -430,4 +430,3 @@ func (l *brokerLogLimiter) admit(now time.Time, gap time.Duration) (bool, int) {
 	l.last, l.suppressed = now, 0
 	return true, n
 }
-
