@@ -113,5 +113,7 @@ else
 fi
 for item in "${items[@]}"; do
   printf '%s: %s\n' "$item" "$(cat "$BENCH_OUT/$item/status")"
-  [ -f "$BENCH_OUT/$item/table.tsv" ] && column -t -s $'\t' "$BENCH_OUT/$item/table.tsv" 2>/dev/null | sed 's/^/  /' || true
+  if [ -f "$BENCH_OUT/$item/table.tsv" ]; then
+    if command -v column >/dev/null; then column -t -s $'\t' "$BENCH_OUT/$item/table.tsv"; else cat "$BENCH_OUT/$item/table.tsv"; fi | sed 's/^/  /'
+  fi
 done

@@ -17,7 +17,9 @@ Size is the file size in bytes; gzip is `gzip -9 -n` of it. Builds are
 reproducible (`-trimpath`), so one build per binary is the measurement: there
 is no run-to-run spread to report. "Stripped" is checked with `go tool nm`
 (no symbol table). 11 MB is read as 11,000,000 bytes (SI), the stricter of
-the two readings; the MiB figure is shown next to it.
+the two readings; the MiB figure is shown next to it. To show where the
+floor's bytes come from, a full run also rebuilds the floor without one
+module at a time (build tags `floor_no_<module>`).
 EOF
 
 printf 'arch\tfloor\tagent\tfloor_gz\tagent_gz\n' >"$ITEM_DIR/sizes.tsv"
@@ -51,6 +53,29 @@ for arch in $BENCH_ARCHES; do
   bench_row "linux/$arch gzip -9, agent / floor" "— (reported)" "$(bench_bytes "$agz") vs floor $(bench_bytes "$fgz")" "$(bench_ratio "$agz" "$fgz")" "—"
 done
 
+# Where the floor's bytes come from: the floor rebuilt without one module at
+# a time (build tags floor_no_<module>, host architecture, full runs only).
+if [ "$BENCH_MODE" = full ]; then
+  arch=$BENCH_HOST_ARCH
+  f=$(stat -c %s "$BENCH_OUT/build/floor-linux-$arch")
+  a=$(stat -c %s "$BENCH_OUT/build/attune-sensor-agent-linux-$arch")
+  {
+    printf '\nWhat each module adds to the floor (linux/%s): the floor rebuilt without it\n' "$arch"
+    printf '(build tag `floor_no_<module>`, same recipe); modules share standard-library\n'
+    printf 'code (crypto/tls, encoding/json…), so the parts do not add up to the whole.\n\n'
+    printf '| module left out | floor without it | the module adds |\n|---|---:|---:|\n'
+  } >>"$ITEM_DIR/notes.md"
+  for mod in pgx amqp http yaml slog; do
+    bin=$BENCH_OUT/build/floor-no-$mod-linux-$arch
+    GOFLAGS="${GOFLAGS:+$GOFLAGS }-tags=floor_no_$mod" GOOS=linux GOARCH=$arch \
+      make -s -C "$BENCH_REPO/bench/floor" -f "$BENCH_REPO/Makefile" build BIN="$bin"
+    without=$(stat -c %s "$bin")
+    bench_value "floor_marginal_${mod}_bytes" "$((f - without))"
+    printf '| %s | %s | %s |\n' "$mod" "$(bench_bytes "$without")" "$(bench_bytes $((f - without)))" >>"$ITEM_DIR/notes.md"
+  done
+  printf '| (the agent'"'"'s own code over the floor) | | %s |\n' "$(bench_bytes $((a - f)))" >>"$ITEM_DIR/notes.md"
+fi
+
 # Plot: floor and agent side by side, raw and gzip, per architecture (MiB).
 awk -F'\t' 'NR > 1 {
   printf "\"%s\"\t%.3f\t%.3f\n", $1, $2 / 1048576, $3 / 1048576
@@ -66,5 +91,8 @@ set ylabel "MiB"
 set yrange [0:*]
 set grid ytics
 set key top right
+bar = 11000000 / 1048576.0
+set arrow from graph 0, first bar to graph 1, first bar nohead dashtype 2 lc rgb "red"
+set label "11 MB bar (amd64)" at graph 0.68, first bar offset 0, -0.8 tc rgb "red"
 plot "plot.dat" using 2:xtic(1) title "floor (deps only)", "" using 3 title "agent"
 EOF

@@ -24,7 +24,11 @@ for); and each interpreter's version command alone. Wall time is from
 \`fork\` to reaped exit; stdout and stderr go to /dev/null. The "slowest
 single probe" is the largest median among the version commands. Both ratios
 compare medians from that same run. A sanity check first asserts that the
-agent and the replay report the same runtimes.
+agent and the replay report the same runtimes. Two diagnostics run in the
+same rounds: \`all-probes-at-once-sh\`, a \`/bin/sh\` script that starts every
+version command at once by its known path and waits (no lookups, no Go:
+what starting them all together costs on this machine without the agent),
+and the agent's bare start-up, \`--version\`.
 EOF
 
 pathdir=$ITEM_DIR/path
@@ -95,6 +99,18 @@ replay_names=$(cut -f1 "$ITEM_DIR/replay-report.txt" | paste -sd, -)
 [ "$(echo "$agent_names" | tr , '\n' | wc -l)" -ge 4 ] || bench_die "fewer than four runtimes detected: $agent_names"
 printf '\nBoth detected: `%s`.\n' "$agent_names" >>"$notes"
 
+# Diagnostics: every version command started at once from /bin/sh, paths
+# already known (no lookup, no agent): what concurrency alone costs on this
+# machine; and the agent's bare start-up (--version).
+{
+  echo '#!/bin/sh'
+  echo "/bin/bash --version >/dev/null 2>&1 &"
+  for c in "python3 --version" "node --version" "ruby --version" "java -version" "Rscript --version" "perl --version"; do
+    echo "$pathdir/$c >/dev/null 2>&1 &"
+  done
+  echo wait
+} >"$ITEM_DIR/parallel-probes.sh"
+
 n=$(bench_n 30 3)
 probes=(
   ::: probe-bash /bin/bash --version
@@ -109,6 +125,8 @@ mkdir -p "$ITEM_DIR/samples"
 "${run_env[@]}" "$BENCH_TOOLS/timeit" -n "$n" -warmup 1 -samples "$ITEM_DIR/samples" -- \
   agent "$BENCH_AGENT" --detect-only \
   ::: replay /bin/sh "$BENCH_REPO/bench/replay-detect.sh" \
+  ::: all-probes-at-once-sh /bin/sh "$ITEM_DIR/parallel-probes.sh" \
+  ::: agent-version "$BENCH_AGENT" --version \
   "${probes[@]}" >"$ITEM_DIR/timeit.tsv"
 
 field() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k { print $c }' "$ITEM_DIR/timeit.tsv"; }
@@ -129,6 +147,9 @@ bench_row "agent --detect-only / slowest single probe (${slowest#probe-})" \
   "≤ 1.3 × slowest probe ($(mm "$slowest"))" "$(mm agent)" "$r1" "$(bench_verdict "$r1" '<=' 1.3)"
 r2=$(bench_ratio "$replay_med" "$agent_med")
 bench_row "sequential replay / agent --detect-only" "≥ 2 × (replay $(mm replay))" "$(mm agent)" "$r2" "$(bench_verdict "$r2" '>=' 2)"
+par_med=$(field all-probes-at-once-sh 3)
+bench_row "diagnostic: agent / all probes started at once from sh" "— (reported)" "sh: $(mm all-probes-at-once-sh)" "$(bench_ratio "$agent_med" "$par_med")" "—"
+bench_row "diagnostic: agent start-up alone (--version)" "— (reported)" "$(mm agent-version)" "—" "—"
 {
   printf '\nEvery command, N = %s each (ms; cpu = user+sys median):\n\n' "$n"
   printf '| command | median | min | max | cpu |\n|---|---:|---:|---:|---:|\n'
