@@ -33,7 +33,8 @@ const (
 // a counting net.Conn. pg_stat_statements cannot do it here (it needs
 // shared_preload_libraries) and counts no bytes; pg_stat_activity counts
 // neither. Client writes are round trips: pgx flushes each request (for a
-// cached statement Bind, Execute and Sync) in one write and then waits.
+// cached statement Bind, Describe, Execute and Sync) in one write and then
+// waits.
 type heartbeatWireMeter struct {
 	statements atomic.Int64
 	sent       atomic.Int64

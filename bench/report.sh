@@ -9,6 +9,7 @@ BENCH_REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 out=$1 docs=$2
 mkdir -p "$docs/benchmarks"
+docs=$(cd "$docs" && pwd) # plots are rendered from inside each item's directory
 page=$docs/benchmarks.md
 machine() { awk -F'\t' -v k="$1" '$1 == k { print $2 }' "$out/machine.tsv"; }
 
@@ -60,7 +61,7 @@ refresh it rather than editing it.
 make bench               # every item; rewrites docs/benchmarks.md and docs/benchmarks/*.png
 make bench-smoke         # CI: small N, host architecture only; checks that every
                          # item produced numbers, asserts no bar, writes no docs
-bench/run.sh 02-detect   # one item (results in bench/out/full/02-detect/)
+bench/run.sh 02-detect   # one item (results in bench/out/full-partial/02-detect/)
 \`\`\`
 
 Both \`make\` targets run under \`scripts/with-services.sh\` (PostgreSQL and
@@ -114,9 +115,11 @@ EOF
     d=$out/$item
     printf '\n<a id="%s"></a>\n\n## %s\n\n' "$item" "$(item_title "$item")"
     status=$(cat "$d/status")
-    if [ "$status" != measured ]; then
-      printf '**Not measured yet** (%s).\n\n' "$status"
-    fi
+    case "$status" in
+      measured) ;;
+      pending:*) printf '**Not measured yet**: %s.\n\n' "${status#pending: }" ;;
+      *) printf '**%s**\n\n' "$status" ;;
+    esac
     if [ -f "$d/method.md" ]; then printf '### Method\n\n'; cat "$d/method.md"; echo; fi
     if [ -f "$d/table.tsv" ]; then printf '### Result\n\n'; md_table "$d/table.tsv"; echo; fi
     if [ -f "$d/notes.md" ]; then cat "$d/notes.md"; echo; fi

@@ -6,7 +6,8 @@
 #   bench/run.sh --smoke    CI pass: small N, amd64 only, no bars asserted and no
 #                           docs written; fails only when an item produced no number
 #   bench/run.sh [--smoke] [--no-docs] [--out DIR] [ITEM...]
-#                           ITEM is an item file name without .sh (01-size ...)
+#                           ITEM is an item file name without .sh (01-size ...);
+#                           a run of some items goes to bench/out/full-partial/
 #
 # `make bench` and `make bench-smoke` run it under scripts/with-services.sh,
 # which exports ATTUNE_TEST_DATABASE_URL and ATTUNE_TEST_AMQP_URL. Results stay
@@ -40,7 +41,10 @@ elif [ "$docs" = 1 ]; then
   bench_log "only some items selected: docs/benchmarks.md is not rewritten"
   docs=0
 fi
-BENCH_OUT=${out:-$BENCH_REPO/bench/out/$BENCH_MODE}
+# A run of some items gets its own directory, so it never wipes a full run.
+partial=
+[ "$docs" = 0 ] && [ "$BENCH_MODE" = full ] && [ ${#items[@]} -lt "$(ls "$BENCH_REPO"/bench/items/[0-9]*.sh | wc -l)" ] && partial=-partial
+BENCH_OUT=${out:-$BENCH_REPO/bench/out/$BENCH_MODE$partial}
 case "$BENCH_OUT" in /*) ;; *) BENCH_OUT=$PWD/$BENCH_OUT ;; esac
 rm -rf "$BENCH_OUT"
 mkdir -p "$BENCH_OUT/tools" "$BENCH_OUT/build"

@@ -11,4 +11,4 @@ VmHWM), idle CPU over a minute (`/proc/<pid>/stat`), and statements per
 reconcile pass (a counting proxy or pg_stat_statements when preloaded). A
 plot of the four against the sensor count.
 EOF2
-bench_pending "needs the running agent (service/supervisor integration in progress)"
+bench_pending "needs the whole agent running against the services; left for the follow-up on the integrated agent"

@@ -22,10 +22,11 @@ Statements are counted with a pgx `QueryTracer` on the pool (every `Exec`,
 `Query`, `QueryRow`; the pool's ping is not a statement). Bytes are counted
 on the wire by a counting `net.Conn` installed with pgx's `DialFunc`: every
 byte the client writes and reads, protocol framing included, no TLS (local
-server). Round trips are client writes: pgx sends each request (for a cached
-prepared statement: Bind, Execute, Sync) in one write, then waits. Two warm-up
-beats first prepare both statements on the connection (a statement's first
-use on a connection costs one more round trip, once per connection).
+server). Round trips are client writes: pgx sends each request (for a
+cached prepared statement: Bind, Describe, Execute, Sync) in one write, then
+waits. Two warm-up beats first prepare both statements on the connection (a
+statement's first use on a connection costs one more round trip, once per
+connection).
 `pg_stat_statements` was not used: `CREATE EXTENSION` works but the view
 needs `shared_preload_libraries`, which the test server does not load, and it
 counts no bytes anyway; `pg_stat_activity` counts neither.
