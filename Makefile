@@ -27,3 +27,13 @@ lint:
 
 clean:
 	rm -f $(BIN) $(BIN)-arm64
+
+# bench measures the items of docs/benchmarks.md and rewrites that page and its
+# plots (bench/run.sh; results under bench/out/).
+bench:
+	./scripts/with-services.sh bench/run.sh
+
+# bench-smoke is CI's quick pass: small N, host architecture only, no bar
+# asserted and no docs written; it fails only when an item produced no number.
+bench-smoke:
+	./scripts/with-services.sh bench/run.sh --smoke
