@@ -1,6 +1,9 @@
 # attune-sensor-agent: build, test and benchmark entry points.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# COMMIT is stamped too, because the toolchain's own VCS stamp is absent when
+# GOFLAGS carries -buildvcs=false (common in CI containers); empty without git.
+COMMIT ?= $(shell git describe --always --dirty --abbrev=40 --match=NONE 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.buildCommit=$(COMMIT)
 GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 BIN := attune-sensor-agent
 
