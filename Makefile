@@ -40,3 +40,15 @@ bench:
 # asserted and no docs written; it fails only when an item produced no number.
 bench-smoke:
 	./scripts/with-services.sh bench/run.sh --smoke
+
+# demo runs the agent against a throw-away database and broker vhost with a
+# one-sensor demo pack (demo/packs/demo) and a local stand-in for the Attune
+# API that prints every event it receives; Ctrl-C stops and removes it all.
+demo:
+	./scripts/with-services.sh demo/run.sh
+
+# demo-check is the same demo, non-interactive: it waits for 2 events, stops
+# everything and verifies the clean shutdown (TestDemoCheck runs it in make test).
+.PHONY: demo-check
+demo-check:
+	./scripts/with-services.sh demo/run.sh --check
