@@ -25,6 +25,10 @@ type sensorManager struct {
 	log      *slog.Logger
 	max      int           // max_concurrent_sensors
 	grace    time.Duration // per-sensor SIGTERM grace
+	// backoff and healthyRun are handed to every supervisor (nil and 0 mean
+	// the contract's schedule); tests set them to run in milliseconds.
+	backoff    func(failures int) time.Duration
+	healthyRun time.Duration
 
 	mu       sync.Mutex
 	active   map[int64]*managedSensor // sensors that should run
@@ -108,7 +112,7 @@ func (m *sensorManager) startLocked(ctx context.Context, sp sensorSpec) {
 	sctx, cancel := context.WithCancel(ctx)
 	ms := &managedSensor{
 		sup: &supervisor{spec: sp, launcher: m.launcher, events: m.events, log: m.log,
-			stdout: stdout, stderr: stderr, grace: m.grace},
+			stdout: stdout, stderr: stderr, grace: m.grace, backoff: m.backoff, healthyRun: m.healthyRun},
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
