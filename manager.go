@@ -57,7 +57,8 @@ func (m *sensorManager) converge(ctx context.Context, desired []sensorSpec) {
 	if m.max > 0 && len(desired) > m.max {
 		if over := len(desired) - m.max; over != m.overCap {
 			m.log.Warn("more sensors than max_concurrent_sensors: extra sensors not started",
-				"max_concurrent_sensors", m.max, "desired", len(desired), "not_started", over)
+				"max_concurrent_sensors", m.max, "desired", len(desired), "not_started", over,
+				"not_started_sensors", overCapRefs(desired[m.max:]))
 			m.overCap = over
 		}
 		desired = desired[:m.max]
@@ -90,6 +91,21 @@ func (m *sensorManager) converge(ctx context.Context, desired []sensorSpec) {
 		}
 		m.startLocked(ctx, sp)
 	}
+}
+
+// overCapRefs names the sensors left out by max_concurrent_sensors, so an
+// operator sees which ones do not run; a long list is cut to keep the line short.
+func overCapRefs(specs []sensorSpec) []string {
+	const maxNamed = 20
+	refs := make([]string, 0, min(len(specs), maxNamed+1))
+	for i, sp := range specs {
+		if i == maxNamed {
+			refs = append(refs, fmt.Sprintf("... %d more", len(specs)-maxNamed))
+			break
+		}
+		refs = append(refs, sp.Ref)
+	}
+	return refs
 }
 
 // stopPack stops at once every sensor of a pack (PackDeleted prompt).
