@@ -119,8 +119,9 @@ func (s *supervisor) run(ctx context.Context) {
 			s.failures++
 			delay := s.restartDelay(s.failures)
 			log.Warn("sensor start failed", "attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String(), "error", err)
-			s.events.sensorExited(spec, exitStatus{Code: -1, At: time.Now()}, s.failures, time.Now().Add(delay))
-			if !sleepCtx(ctx, delay) {
+			st := exitStatus{Code: -1, At: time.Now()}
+			s.events.sensorExited(spec, st, s.failures, time.Now().Add(delay))
+			if !s.backoffWait(ctx, spec, st, delay) {
 				return
 			}
 			continue
@@ -163,7 +164,7 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 		log.Warn("sensor exited", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal),
 			"attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String())
 		s.events.sensorExited(spec, st, s.failures, time.Now().Add(delay))
-		return sleepCtx(ctx, delay)
+		return s.backoffWait(ctx, spec, st, delay)
 	case <-rotate:
 		log.Info("sensor token rotation: restarting sensor", "pid", l.proc.Pid())
 		st := s.stopProc(l.proc)
@@ -181,6 +182,18 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 		s.events.sensorStopped(spec, st)
 		return false
 	}
+}
+
+// backoffWait waits out a restart delay. When ctx ends first, the sensor
+// is reported stopped with its last status: its sensor_process row must not
+// keep announcing a restart (status backoff, next_restart_at) that will not
+// happen once the agent or this sensor is stopping.
+func (s *supervisor) backoffWait(ctx context.Context, spec sensorSpec, last exitStatus, delay time.Duration) bool {
+	if sleepCtx(ctx, delay) {
+		return true
+	}
+	s.events.sensorStopped(spec, last)
+	return false
 }
 
 // restartDelay is the wait before the next launch after `failures`

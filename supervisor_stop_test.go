@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -41,20 +42,43 @@ func TestSupervisorStopsOnCancel(t *testing.T) {
 	}
 }
 
-// TestSupervisorCancelDuringBackoff: a sensor waiting to restart stops at
-// once, without a launch.
+// TestSupervisorCancelDuringBackoff: a sensor waiting to restart, after an
+// exit or a failed launch, stops at once without a launch and is reported
+// stopped (with the last exit status, if any), so its sensor_process row does
+// not keep announcing a restart that will never come.
 func TestSupervisorCancelDuringBackoff(t *testing.T) {
-	l := newFakeLauncher(t)
-	s, _, _ := newTestSupervisor(t, l)
-	s.backoff = func(int) time.Duration { return time.Hour }
-	cancel, done := runTestSupervisor(t, s)
-	l.waitLaunch(t, 1).exit(exitStatus{Code: 1})
-	time.Sleep(20 * time.Millisecond)
-	start := time.Now()
-	cancel()
-	waitClosed(t, done, time.Second, "supervisor return during backoff")
-	if d := time.Since(start); d > 200*time.Millisecond || l.attempts() != 1 {
-		t.Errorf("returned after %v with %d launches, want at once with 1", d, l.attempts())
+	cases := []struct {
+		name      string
+		launchErr error
+		want      exitStatus
+	}{
+		{"after an exit", nil, exitStatus{Code: 1}},
+		{"after a failed launch", errors.New("token refused"), exitStatus{Code: -1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newFakeLauncher(t)
+			if tc.launchErr != nil {
+				l.errs = []error{tc.launchErr}
+			}
+			s, ev, _ := newTestSupervisor(t, l)
+			s.backoff = func(int) time.Duration { return time.Hour }
+			cancel, done := runTestSupervisor(t, s)
+			if tc.launchErr == nil {
+				l.waitLaunch(t, 1).exit(exitStatus{Code: 1})
+			}
+			ev.wait(t, "exited", 1)
+			start := time.Now()
+			cancel()
+			waitClosed(t, done, time.Second, "supervisor return during backoff")
+			if d := time.Since(start); d > 200*time.Millisecond || l.attempts() != 1 {
+				t.Errorf("returned after %v with %d launches, want at once with 1", d, l.attempts())
+			}
+			st := ev.byKind("stopped")
+			if len(st) != 1 || st[0].st.Code != tc.want.Code || st[0].st.At.IsZero() {
+				t.Errorf("stopped events %+v, want one with exit code %d", st, tc.want.Code)
+			}
+		})
 	}
 }
 
