@@ -219,6 +219,13 @@ func TestDesiredSensorsFields(t *testing.T) {
 				       ($1, 'core.python', '3.12', '{}', false, false)`, f.rt["Python"])
 			digest := ""
 			if gen == "current" {
+				f.db.exec(`INSERT INTO runtime_version (runtime, runtime_ref, version, is_default, available, retired_at)
+					VALUES ($1, 'core.python', '3.13', false, true, now())`, f.rt["Python"]) // retired: never chosen
+				// A retired runtime still runs its sensors on its own config, but offers no versions.
+				f.db.exec(`UPDATE runtime SET retired_at = now() WHERE id = $1`, f.rt["Native"])
+				f.db.exec(`INSERT INTO runtime_version (runtime, runtime_ref, version, is_default, available)
+					VALUES ($1, 'core.native', '1', true, true)`, f.rt["Native"])
+				f.sensorWithRule("on_retired_runtime", "Native")
 				digest = "ab" + fmt.Sprintf("%062x", 1)
 				rel := f.db.id(`INSERT INTO pack_release (pack, pack_ref, version, digest, content_path, archive_size, manifest)
 					VALUES ($1, 'pk', '1.0.0', $2, 'x', 0, '{}') RETURNING id`, f.packID, digest)
@@ -226,8 +233,11 @@ func TestDesiredSensorsFields(t *testing.T) {
 			}
 
 			specs, _ := f.desired(t)
-			if len(specs) != 1 {
-				t.Fatalf("desired %d sensors, want 1: %+v", len(specs), specs)
+			if want := map[string]int{"legacy": 1, "current": 2}[gen]; len(specs) != want {
+				t.Fatalf("desired %d sensors, want %d: %+v", len(specs), want, specs)
+			}
+			if gen == "current" && (specs[1].Ref != "pk.on_retired_runtime" || len(specs[1].RuntimeVersions) != 0) {
+				t.Errorf("sensor on a retired runtime: %s with versions %+v, want none", specs[1].Ref, specs[1].RuntimeVersions)
 			}
 			sp := specs[0]
 			if sp.ID != s.sensor || sp.Ref != "pk.full" || sp.PackRef != "pk" || sp.Label != "pk.full" || sp.Entrypoint != "full.py" ||
