@@ -64,7 +64,7 @@ func TestAgentAsPID1ReapsOrphans(t *testing.T) {
 	// a second on, none may linger as a zombie, checked for another 500 ms.
 	time.Sleep(500 * time.Millisecond)
 	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if z := pid1NamespaceZombies(ns); len(z) > 0 {
+		if z := pid1AgentZombies(ns, agentPID); len(z) > 0 {
 			t.Fatalf("zombies left in the agent's pid namespace: %v", z)
 		}
 	}
@@ -84,8 +84,10 @@ func TestAgentAsPID1ReapsOrphans(t *testing.T) {
 		t.Errorf("agent saw the sensor end with %v, want exit code 3", exited)
 	}
 	// The dead sensor's group, orphan included, is killed and reaped too.
-	if !waitUntil(5*time.Second, func() bool { return len(s.sensorPIDs("testpack.forker")) == 0 && len(pid1NamespaceZombies(ns)) == 0 }) {
-		t.Errorf("after the sensor's exit: live %v, zombies %v", s.sensorPIDs("testpack.forker"), pid1NamespaceZombies(ns))
+	if !waitUntil(5*time.Second, func() bool {
+		return len(s.sensorPIDs("testpack.forker")) == 0 && len(pid1AgentZombies(ns, agentPID)) == 0
+	}) {
+		t.Errorf("after the sensor's exit: live %v, zombies %v", s.sensorPIDs("testpack.forker"), pid1AgentZombies(ns, agentPID))
 	}
 	syscall.Kill(agentPID, syscall.SIGTERM)
 	select {
@@ -144,8 +146,11 @@ func startAgentAsPID1(t *testing.T, env []string) (*agentProc, int) {
 	return a, agentPID
 }
 
-// pid1NamespaceZombies lists the zombie processes of pid namespace ns.
-func pid1NamespaceZombies(ns string) []int {
+// pid1AgentZombies lists the zombies of pid namespace ns whose parent is
+// the agent (agentPID as seen from here): those only the agent can reap.
+// A sensor's own short children, which the sensor itself reaps at once,
+// are not counted.
+func pid1AgentZombies(ns string, agentPID int) []int {
 	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -156,7 +161,7 @@ func pid1NamespaceZombies(ns string) []int {
 		if l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "pid")); err != nil || l != ns {
 			continue
 		}
-		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && isZombieStat(string(st)) {
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && isZombieStat(string(st)) && pid1ParentPID(pid) == agentPID {
 			out = append(out, pid)
 		}
 	}
