@@ -10,6 +10,7 @@ set -euo pipefail
 
 tmp=$(mktemp -d /tmp/attune-test-services.XXXXXX)
 chmod 755 "$tmp"
+export ATTUNE_TEST_SERVICES_DIR="$tmp" # private instances live here; removed on exit
 pids_to_stop=()
 cleanup() {
   local rc=$?
