@@ -81,7 +81,8 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		return err
 	}
 	status := newStatusWriter(cfg, log)
-	recorder := newProcessRecorder(pool, schema, cfg.Sensor.WorkerName, log)
+	prompts := &amqpPrompts{URL: cfg.MQURL, Log: log}
+	recorder := newSensorEvents(pool, schema, cfg.Sensor.WorkerName, prompts, log)
 	svc := &Service{
 		Config:    cfg,
 		Log:       log,
@@ -89,7 +90,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		Workers:   newPgRegistry(pool),
 		Caps:      caps,
 		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log},
-		Prompts:   &amqpPrompts{URL: cfg.MQURL, Log: log},
+		Prompts:   prompts,
 		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log},
 			recorder, rotatingSensorLogs(cfg, log), log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),

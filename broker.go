@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"sync"
 	"time"
 
@@ -82,7 +81,7 @@ func (b *amqpPrompts) run(ctx context.Context, notify func(prompt)) error {
 	if _, err := amqp.ParseURI(b.URL); err != nil {
 		return fmt.Errorf("%w: %w", errBrokerURL, ErrConfig)
 	}
-	log := b.logger().With("url", redactBrokerURL(b.URL))
+	log := b.logger().With("url", redactURL(b.URL))
 	var (
 		failures    int       // consecutive sessions that ended before being healthy
 		outageStart time.Time // zero while the broker is reachable
@@ -446,17 +445,4 @@ func (l *brokerLogLimiter) admit(now time.Time, gap time.Duration) (bool, int) {
 	n := l.suppressed
 	l.last, l.suppressed = now, 0
 	return true, n
-}
-
-// redactBrokerURL is the broker URL as it may appear in logs: no user, no
-// password, no query (which can carry TLS key paths) and no fragment.
-func redactBrokerURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return "<redacted broker URL>"
-	}
-	u.User = nil
-	u.RawQuery, u.ForceQuery = "", false
-	u.Fragment, u.RawFragment = "", ""
-	return u.String()
 }

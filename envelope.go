@@ -177,7 +177,7 @@ func envelopeObjectFields(body []byte) (map[string]json.RawMessage, error) {
 func envelopeUUIDField(fields map[string]json.RawMessage, name string) (string, error) {
 	raw, ok := fields[name]
 	if !ok || isJSONNull(raw) {
-		return newMessageID(), nil
+		return newUUIDv4(), nil
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
@@ -222,9 +222,10 @@ func formatMessageUUID(b []byte) string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// newMessageID returns a random (version 4) UUID from crypto/rand, for
-// envelopes that arrive without ids and for the ones the agent publishes.
-func newMessageID() string {
+// newUUIDv4 returns a random (version 4) UUID from crypto/rand: ids of
+// envelopes that arrive without them and of the ones the agent publishes,
+// and the worker instance id of the worker JWT.
+func newUUIDv4() string {
 	var b [16]byte
 	rand.Read(b[:]) // never fails on supported platforms (Go 1.24+ crashes instead)
 	b[6] = b[6]&0x0f | 0x40
@@ -360,7 +361,7 @@ func newEnvelope(messageType, source string, payload any) (envelope, error) {
 	if err != nil {
 		return envelope{}, fmt.Errorf("encode %s payload: %w", messageType, err)
 	}
-	id := newMessageID()
+	id := newUUIDv4()
 	return envelope{
 		MessageID:     id,
 		CorrelationID: id,

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// uuidV4Pattern is the canonical form newMessageID must produce.
+// uuidV4Pattern is the canonical form newUUIDv4 must produce.
 var uuidV4Pattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // testEnvelopeJSON builds a valid envelope body for messageType around payload.
@@ -206,12 +206,12 @@ func TestPromptFromEnvelope(t *testing.T) {
 func TestNewMessageID(t *testing.T) {
 	seen := make(map[string]bool)
 	for range 1000 {
-		id := newMessageID()
+		id := newUUIDv4()
 		if !uuidV4Pattern.MatchString(id) {
-			t.Fatalf("newMessageID() = %q, not a canonical UUID v4", id)
+			t.Fatalf("newUUIDv4() = %q, not a canonical UUID v4", id)
 		}
 		if seen[id] {
-			t.Fatalf("newMessageID() repeated %q", id)
+			t.Fatalf("newUUIDv4() repeated %q", id)
 		}
 		seen[id] = true
 	}

@@ -25,6 +25,10 @@ type sensorManager struct {
 	log      *slog.Logger
 	max      int           // max_concurrent_sensors
 	grace    time.Duration // per-sensor SIGTERM grace
+	// backoff and healthyRun are handed to every supervisor (nil and 0 mean
+	// the contract's schedule); tests set them to run in milliseconds.
+	backoff    func(failures int) time.Duration
+	healthyRun time.Duration
 
 	mu       sync.Mutex
 	active   map[int64]*managedSensor // sensors that should run
@@ -53,7 +57,8 @@ func (m *sensorManager) converge(ctx context.Context, desired []sensorSpec) {
 	if m.max > 0 && len(desired) > m.max {
 		if over := len(desired) - m.max; over != m.overCap {
 			m.log.Warn("more sensors than max_concurrent_sensors: extra sensors not started",
-				"max_concurrent_sensors", m.max, "desired", len(desired), "not_started", over)
+				"max_concurrent_sensors", m.max, "desired", len(desired), "not_started", over,
+				"not_started_sensors", overCapRefs(desired[m.max:]))
 			m.overCap = over
 		}
 		desired = desired[:m.max]
@@ -88,6 +93,21 @@ func (m *sensorManager) converge(ctx context.Context, desired []sensorSpec) {
 	}
 }
 
+// overCapRefs names the sensors left out by max_concurrent_sensors, so an
+// operator sees which ones do not run; a long list is cut to keep the line short.
+func overCapRefs(specs []sensorSpec) []string {
+	const maxNamed = 20
+	refs := make([]string, 0, min(len(specs), maxNamed+1))
+	for i, sp := range specs {
+		if i == maxNamed {
+			refs = append(refs, fmt.Sprintf("... %d more", len(specs)-maxNamed))
+			break
+		}
+		refs = append(refs, sp.Ref)
+	}
+	return refs
+}
+
 // stopPack stops at once every sensor of a pack (PackDeleted prompt).
 func (m *sensorManager) stopPack(packRef string) {
 	m.mu.Lock()
@@ -108,7 +128,7 @@ func (m *sensorManager) startLocked(ctx context.Context, sp sensorSpec) {
 	sctx, cancel := context.WithCancel(ctx)
 	ms := &managedSensor{
 		sup: &supervisor{spec: sp, launcher: m.launcher, events: m.events, log: m.log,
-			stdout: stdout, stderr: stderr, grace: m.grace},
+			stdout: stdout, stderr: stderr, grace: m.grace, backoff: m.backoff, healthyRun: m.healthyRun},
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}

@@ -104,11 +104,16 @@ func (r *processRecorder) sensorExited(spec sensorSpec, st exitStatus, failures 
 	r.write(spec, row)
 }
 
+// sensorStopped records a stop. An unknown status (Code -1: stopped while
+// waiting to retry a failed launch) keeps the last known exit code and signal.
 func (r *processRecorder) sensorStopped(spec sensorSpec, st exitStatus) {
 	code, sig := st.Code, int(st.Signal)
-	row := processRow{status: "stopped", exitCode: &code, stopped: &st.At}
-	if sig != 0 {
-		row.signal = &sig
+	row := processRow{status: "stopped", stopped: &st.At}
+	if code >= 0 {
+		row.exitCode = &code
+		if sig != 0 {
+			row.signal = &sig
+		}
 	}
 	r.write(spec, row)
 }

@@ -37,18 +37,6 @@ func rootfsRequireRoot(t *testing.T) {
 	}
 }
 
-// rootfsRequireWiredCLI skips, saying why, while cli.go does not yet dispatch
-// --version, --detect-only, install and healthcheck (the lead wires them when
-// merging). Once wired, `--version` never prints "not implemented" and this
-// guard is inert; delete it then.
-func rootfsRequireWiredCLI(t *testing.T, bin string) {
-	t.Helper()
-	out, _ := exec.Command(bin, "--version").CombinedOutput()
-	if strings.Contains(string(out), "not implemented") {
-		t.Skipf("MERGE DEPENDENCY: %s --version printed %q; cli.go must dispatch to versionText, runInstall, runHealthcheck and detection first", bin, strings.TrimSpace(string(out)))
-	}
-}
-
 // rootfsResult is one finished command.
 type rootfsResult struct {
 	code           int
@@ -164,7 +152,6 @@ func TestRootfsDistroless(t *testing.T) {
 			t.Fatalf("as %s: the agent does not even start in an empty root filesystem: %d %s", who, r.code, r.stderr)
 		}
 	}
-	rootfsRequireWiredCLI(t, bin)
 
 	for who, pre := range users {
 		t.Run(who, func(t *testing.T) {
@@ -272,7 +259,6 @@ func rootfsInstallAgent(t *testing.T, o rootfsOverlay, bin string) {
 func TestRootfsStockImage(t *testing.T) {
 	lower := rootfsStock(t)
 	bin := buildAgent(t)
-	rootfsRequireWiredCLI(t, bin)
 	o := newRootfsOverlay(t, lower)
 	rootfsInstallAgent(t, o, bin)
 	env := []string{rootfsDebianPath, "HOME=/root", "LANG=C.UTF-8"}

@@ -84,8 +84,18 @@ FROM trigger t
 LEFT JOIN rule r ON r.trigger = t.id AND ` + ruleLive + `
 WHERE t.sensor = ANY($1)` + active("t", si.TriggerRetiredAt) + `
 ORDER BY t.sensor, t.ref, r.id`
-	q.versions = `SELECT runtime, version, execution_config, is_default, available
-FROM runtime_version WHERE runtime = ANY($1) ORDER BY runtime, id`
+	// runtime.retired_at and runtime_version.retired_at come with the same
+	// reference migration (component retirement); like the reference's
+	// runtime_version lookups, retired versions and versions of a retired
+	// runtime are never chosen for new work.
+	versionsLive := ""
+	if si.RuntimeRetiredAt {
+		versionsLive = ` AND rv.retired_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM runtime r WHERE r.id = rv.runtime AND r.retired_at IS NOT NULL)`
+	}
+	q.versions = `SELECT rv.runtime, rv.version, rv.execution_config, rv.is_default, rv.available
+FROM runtime_version rv WHERE rv.runtime = ANY($1)` + versionsLive + `
+ORDER BY rv.runtime, rv.id`
 	return q
 }
 

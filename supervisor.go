@@ -55,6 +55,13 @@ type supervisor struct {
 	stdout   io.WriteCloser
 	stderr   io.WriteCloser
 	grace    time.Duration
+	// backoff returns the wait before the restart that follows the given
+	// number of consecutive failures; nil means restartDelay with jitter.
+	// Tests inject a millisecond schedule so they need not wait 5 s.
+	backoff func(failures int) time.Duration
+	// healthyRun is how long a run must last for the failure count to start
+	// over; 0 means healthyRunReset (60 s). Injectable for the same reason.
+	healthyRun time.Duration
 
 	mu       sync.Mutex
 	proc     runningProc // nil while not running
@@ -110,55 +117,100 @@ func (s *supervisor) run(ctx context.Context) {
 				return
 			}
 			s.failures++
-			delay := restartDelay(s.failures, rand.Float64())
+			delay := s.restartDelay(s.failures)
 			log.Warn("sensor start failed", "attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String(), "error", err)
-			s.events.sensorExited(spec, exitStatus{Code: -1, At: time.Now()}, s.failures, time.Now().Add(delay))
-			if !sleepCtx(ctx, delay) {
+			st := exitStatus{Code: -1, At: time.Now()}
+			s.events.sensorExited(spec, st, s.failures, time.Now().Add(delay))
+			if !s.backoffWait(ctx, spec, st, delay) {
 				return
 			}
 			continue
 		}
-		started := time.Now()
 		s.setProc(l.proc)
 		log.Info("sensor started", "pid", l.proc.Pid(), "attempt", s.failures+1)
 		s.events.sensorStarted(spec, l.proc.Pid(), s.failures)
-
-		rotate := make(<-chan time.Time)
-		if l.rotateAfter > 0 {
-			t := time.NewTimer(l.rotateAfter)
-			rotate = t.C
-			defer t.Stop() // at most one timer per token lifetime; cheap to keep until return
-		}
-		select {
-		case <-l.proc.Done():
-			st := l.proc.Status()
-			s.setProc(nil)
-			if ctx.Err() != nil {
-				s.events.sensorStopped(spec, st)
-				return
-			}
-			if time.Since(started) >= healthyRunReset {
-				s.failures = 0
-			}
-			s.failures++
-			delay := restartDelay(s.failures, rand.Float64())
-			log.Warn("sensor exited", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal),
-				"attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String())
-			s.events.sensorExited(spec, st, s.failures, time.Now().Add(delay))
-			if !sleepCtx(ctx, delay) {
-				return
-			}
-		case <-rotate:
-			log.Info("sensor token rotation: restarting sensor", "pid", l.proc.Pid())
-			s.stopProc(l.proc)
-			s.failures = 0
-		case <-ctx.Done():
-			st := s.stopProc(l.proc)
-			log.Info("sensor stopped", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal))
-			s.events.sensorStopped(spec, st)
+		if !s.watch(ctx, log, spec, l) {
 			return
 		}
 	}
+}
+
+// watch waits for one run of the sensor to end: an exit (then it waits out
+// the restart delay), a token rotation, or the end of ctx (then it stops the
+// process group). It reports whether the sensor should be launched again.
+func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpec, l launched) bool {
+	started := time.Now()
+	var rotate <-chan time.Time // nil: no rotation, never ready
+	if l.rotateAfter > 0 {
+		// Stopped on return, not deferred in run's loop: a crash-looping
+		// sensor would otherwise pile up one live timer per restart.
+		t := time.NewTimer(l.rotateAfter)
+		defer t.Stop()
+		rotate = t.C
+	}
+	select {
+	case <-l.proc.Done():
+		st := l.proc.Status()
+		s.setProc(nil)
+		if ctx.Err() != nil {
+			s.events.sensorStopped(spec, st)
+			return false
+		}
+		if time.Since(started) >= s.healthyRunThreshold() {
+			s.failures = 0
+		}
+		s.failures++
+		delay := s.restartDelay(s.failures)
+		log.Warn("sensor exited", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal),
+			"attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String())
+		s.events.sensorExited(spec, st, s.failures, time.Now().Add(delay))
+		return s.backoffWait(ctx, spec, st, delay)
+	case <-rotate:
+		log.Info("sensor token rotation: restarting sensor", "pid", l.proc.Pid())
+		st := s.stopProc(l.proc)
+		s.failures = 0
+		if ctx.Err() != nil {
+			// The agent began stopping during the rotation stop: record the
+			// stop, or the sensor_process row would stay "running".
+			s.events.sensorStopped(spec, st)
+			return false
+		}
+		return true
+	case <-ctx.Done():
+		st := s.stopProc(l.proc)
+		log.Info("sensor stopped", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal))
+		s.events.sensorStopped(spec, st)
+		return false
+	}
+}
+
+// backoffWait waits out a restart delay. When ctx ends first, the sensor
+// is reported stopped with its last status: its sensor_process row must not
+// keep announcing a restart (status backoff, next_restart_at) that will not
+// happen once the agent or this sensor is stopping.
+func (s *supervisor) backoffWait(ctx context.Context, spec sensorSpec, last exitStatus, delay time.Duration) bool {
+	if sleepCtx(ctx, delay) {
+		return true
+	}
+	s.events.sensorStopped(spec, last)
+	return false
+}
+
+// restartDelay is the wait before the next launch after `failures`
+// consecutive failures.
+func (s *supervisor) restartDelay(failures int) time.Duration {
+	if s.backoff != nil {
+		return s.backoff(failures)
+	}
+	return restartDelay(failures, rand.Float64())
+}
+
+// healthyRunThreshold is the run length that resets the failure count.
+func (s *supervisor) healthyRunThreshold() time.Duration {
+	if s.healthyRun > 0 {
+		return s.healthyRun
+	}
+	return healthyRunReset
 }
 
 // stopProc stops p with the grace period and a bounded wait for its exit.

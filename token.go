@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,15 +56,7 @@ func newWorkerJWTSigner(secret string) (*workerJWTSigner, error) {
 	if secret == "" {
 		return nil, ErrNoJWTSecret
 	}
-	instance, err := newUUIDv4()
-	if err != nil {
-		return nil, err
-	}
-	provisional, err := newUUIDv4()
-	if err != nil {
-		return nil, err
-	}
-	return &workerJWTSigner{secret: []byte(secret), instance: instance, now: time.Now, workerID: "sensor-" + provisional}, nil
+	return &workerJWTSigner{secret: []byte(secret), instance: newUUIDv4(), now: time.Now, workerID: "sensor-" + newUUIDv4()}, nil
 }
 
 // instanceID is the worker_instance claim (and the token request field
@@ -134,18 +124,6 @@ func (s *workerJWTSigner) signLocked() (string, error) {
 	s.token = unsigned + "." + enc.EncodeToString(mac.Sum(nil))
 	s.refreshAt = now.Add(workerJWTTTL - workerJWTRefreshBefore)
 	return s.token, nil
-}
-
-// newUUIDv4 returns a random RFC 4122 version 4 UUID in canonical form.
-func newUUIDv4() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("generate uuid: %w", err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32], nil
 }
 
 // sensorTokenRequest is the body of POST {api}/auth/internal/sensor-token;

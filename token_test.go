@@ -14,17 +14,6 @@ import (
 	"time"
 )
 
-func TestNewUUIDv4(t *testing.T) {
-	seen := map[string]bool{}
-	for range 100 {
-		u, err := newUUIDv4()
-		if err != nil || !uuidV4Pattern.MatchString(u) || seen[u] {
-			t.Fatalf("newUUIDv4() = %q, %v", u, err)
-		}
-		seen[u] = true
-	}
-}
-
 func TestWorkerJWTSignatureAndClaims(t *testing.T) {
 	s, err := newWorkerJWTSigner(fakeAPISecret)
 	if err != nil {

@@ -10,6 +10,7 @@ set -euo pipefail
 
 tmp=$(mktemp -d /tmp/attune-test-services.XXXXXX)
 chmod 755 "$tmp"
+export ATTUNE_TEST_SERVICES_DIR="$tmp" # private instances live here; removed on exit
 pids_to_stop=()
 cleanup() {
   local rc=$?
@@ -19,7 +20,8 @@ cleanup() {
   if [ -n "${PRIVATE_RMQ_NODE:-}" ]; then
     rabbitmqctl -n "$PRIVATE_RMQ_NODE" stop >/dev/null 2>&1 || true
   fi
-  rm -rf "$tmp"
+  # A stopping server may still write a file or two: retry once.
+  rm -rf "$tmp" 2>/dev/null || { sleep 2; rm -rf "$tmp"; }
   exit $rc
 }
 trap cleanup EXIT INT TERM
@@ -60,10 +62,25 @@ if [ -z "${ATTUNE_TEST_AMQP_URL:-}" ]; then
     PRIVATE_RMQ_NODE="attune-test-$$@localhost"
     export RABBITMQ_NODENAME="$PRIVATE_RMQ_NODE" RABBITMQ_NODE_PORT="$port" RABBITMQ_DIST_PORT="$dist" \
       RABBITMQ_MNESIA_BASE="$tmp/rmq/mnesia" RABBITMQ_LOG_BASE="$tmp/rmq/log" \
-      RABBITMQ_ENABLED_PLUGINS_FILE="$tmp/rmq/plugins" RABBITMQ_PID_FILE="$tmp/rmq/pid"
+      RABBITMQ_ENABLED_PLUGINS_FILE="$tmp/rmq/plugins" RABBITMQ_PID_FILE="$tmp/rmq/pid" \
+      RABBITMQ_CONFIG_FILE="$tmp/rmq/rabbitmq.conf"
     mkdir -p "$tmp/rmq" && echo "[]." > "$tmp/rmq/plugins"
+    # Our own config: the system one may pin the listener to 5672.
+    echo "listeners.tcp.local = 127.0.0.1:$port" > "$tmp/rmq/rabbitmq.conf"
+    # Debian's wrapper runs the server as the rabbitmq user: it must own its dirs.
+    if id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq "$tmp/rmq"; fi
     rabbitmq-server -detached >/dev/null 2>&1
-    rabbitmqctl -n "$PRIVATE_RMQ_NODE" await_startup --timeout 60 >/dev/null
+    up=0
+    for _ in $(seq 1 24); do
+      if rabbitmqctl -q -n "$PRIVATE_RMQ_NODE" await_startup --timeout 5 >/dev/null 2>&1 &&
+         rabbitmqctl -q -n "$PRIVATE_RMQ_NODE" list_vhosts >/dev/null 2>&1; then up=1; break; fi
+      sleep 1
+    done
+    if [ "$up" != 1 ]; then
+      echo "with-services: the private RabbitMQ did not start; its logs:" >&2
+      tail -n 30 "$tmp"/rmq/log/*.log >&2 2>/dev/null || true
+      exit 1
+    fi
     unset RABBITMQ_NODENAME RABBITMQ_NODE_PORT RABBITMQ_DIST_PORT
     export ATTUNE_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"
     export ATTUNE_TEST_RABBITMQCTL="rabbitmqctl -n $PRIVATE_RMQ_NODE"

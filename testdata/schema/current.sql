@@ -235,6 +235,22 @@ CREATE UNIQUE INDEX ux_sensor_process_sensor_ref_worker_name ON sensor_process(s
 CREATE TRIGGER update_sensor_process_updated BEFORE UPDATE ON sensor_process
     FOR EACH ROW EXECUTE FUNCTION update_updated_column();
 
+-- event: where the sensor agent records a core.alert when a sensor keeps
+-- failing (migration 20250101000004; a TimescaleDB hypertable later, which
+-- the agent does not care about).
+CREATE TABLE event (
+    id BIGSERIAL PRIMARY KEY,
+    trigger BIGINT REFERENCES trigger(id) ON DELETE SET NULL,
+    trigger_ref TEXT NOT NULL,
+    config JSONB,
+    payload JSONB,
+    source BIGINT REFERENCES sensor(id) ON DELETE SET NULL,
+    source_ref TEXT,
+    created TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    rule BIGINT,
+    rule_ref TEXT
+);
+
 CREATE TABLE pack_release (
     id BIGSERIAL PRIMARY KEY,
     pack BIGINT NOT NULL REFERENCES pack(id) ON DELETE CASCADE,
