@@ -20,8 +20,8 @@ import (
 // TestAgentKeepsSecrets runs the agent end to end with a database password,
 // a broker password and a JWT secret that are unique strings, at debug
 // level with sensor output mirrored into its log, and walks it through the
-// paths that log URLs and errors: a refused then failing token request,
-// a database outage and a broker outage. Afterwards none of the agent's
+// paths that log URLs and errors: a refused token request (retried with a
+// fresh worker JWT), a database outage and a broker outage. Afterwards none of the agent's
 // output, the sensor log files, the status file, the environment of any
 // sensor process (descendants included) or what a sensor dumped of its own
 // environment contains any of the three.
@@ -55,7 +55,7 @@ func TestAgentKeepsSecrets(t *testing.T) {
 	s.sensorWithRule("shell_sensor", "shell_sensor.sh", "Shell", "", true)
 	s.sensorWithRule("python_sensor", "python_sensor.py", "Python", "", true)
 	s.sensorWithRule("envdump", "envdump.py", "Python", `{"dump_path": "`+dump+`"}`, true)
-	s.api.scriptToken(fakeTokenAnswer{Status: 401}, fakeTokenAnswer{Status: 500, Body: `{"error": "boom"}`})
+	s.api.scriptToken(fakeTokenAnswer{Status: 401}) // the client's refresh-and-retry path
 	env := agentEnv(dbVia, mqVia, s.api.URL(), s.dir, "LANG=C.UTF-8", "ATTUNE__SENSOR__WORKER_NAME="+s.name,
 		"ATTUNE__LOG__LEVEL=debug", "ATTUNE__LOG__MIRROR_RUNTIME_STDOUT_TO_STDIO=true",
 		"ATTUNE__LOG__MIRROR_RUNTIME_STDERR_TO_STDIO=true")
