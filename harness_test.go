@@ -118,17 +118,31 @@ type agentProc struct {
 }
 
 // startAgent runs the built agent with exactly env (plus PATH and HOME) and
-// kills it, if still running, when the test ends.
+// stops it (SIGTERM, then SIGKILL after 45 s) if still running when the test ends.
 func startAgent(t testing.TB, env []string, args ...string) *agentProc {
 	t.Helper()
-	bin := buildAgent(t)
-	cmd := exec.Command(bin, args...)
+	return runAgentCmd(t, exec.Command(buildAgent(t), args...), env, func(a *agentProc) {
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.done:
+		case <-time.After(45 * time.Second):
+			a.cmd.Process.Kill()
+			<-a.done
+		}
+	})
+}
+
+// runAgentCmd starts cmd (the agent, or a wrapper around it) with exactly env
+// plus PATH and HOME, records its exit, and at the end of the test calls
+// leftover on it when it is still running, then shows its log on failure.
+func runAgentCmd(t testing.TB, cmd *exec.Cmd, env []string, leftover func(*agentProc)) *agentProc {
+	t.Helper()
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
 	a := &agentProc{t: t, cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = a.stdout, a.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
+		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	go func() {
 		cmd.Wait()
@@ -139,13 +153,7 @@ func startAgent(t testing.TB, env []string, args ...string) *agentProc {
 		select {
 		case <-a.done:
 		default:
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-a.done:
-			case <-time.After(45 * time.Second):
-				cmd.Process.Kill()
-				<-a.done
-			}
+			leftover(a)
 		}
 		if t.Failed() {
 			t.Logf("agent stderr:\n%s", a.stderr.String())

@@ -111,28 +111,9 @@ func startAgentAsPID1(t *testing.T, env []string) (*agentProc, int) {
 		t.Fatalf("the PID 1 test needs util-linux's unshare on PATH: %v", err)
 	}
 	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "--kill-child", buildAgent(t))
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	a := &agentProc{t: t, cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = a.stdout, a.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start unshare: %v", err)
-	}
-	go func() {
-		cmd.Wait()
-		a.code = cmd.ProcessState.ExitCode()
-		close(a.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-a.done:
-		default:
-			cmd.Process.Kill() // --kill-child: the agent, and with it the namespace, dies too
-			<-a.done
-		}
-		if t.Failed() {
-			t.Logf("agent stderr:\n%s", a.stderr.String())
-		}
+	a := runAgentCmd(t, cmd, env, func(a *agentProc) {
+		a.cmd.Process.Kill() // --kill-child: the agent, and with it the namespace, dies too
+		<-a.done
 	})
 	var agentPID int
 	children := fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)
