@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // runScale measures item 6 for each sensor count: time from the agent's
@@ -23,6 +25,8 @@ func runScale(ctx context.Context, args []string, logw io.Writer) error {
 	countsFlag := fs.String("counts", "100,500,1000", "sensor counts, comma-separated")
 	window := fs.Duration("window", 60*time.Second, "idle window for CPU and statements")
 	settle := fs.Duration("settle", 3*time.Second, "pause between all started and the idle window")
+	var extraEnv benchEnvList
+	fs.Var(&extraEnv, "agent-env", "NAME=value added to the agent's environment (repeatable; for experiments, e.g. GOGC)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,9 +68,9 @@ func runScale(ctx context.Context, args []string, logw io.Writer) error {
 	sum.put("statements_exact", boolNum(stats.method == methodStatements))
 	sum.put("window_s", window.Seconds())
 	var table strings.Builder
-	table.WriteString("sensors\tall_running_ms\tfrom_ready_ms\thwm_kb\trss_kb\tthreads\tfds\tcpu_pct\tpasses\tstatements_per_pass\trows_per_pass\theartbeat_statements\tother_statements\txact_per_pass\tfloor_ms\tstartup_cpu_ms\tanon_kb\tlive_heap_mb\tpeak_heap_mb\tstacks_mb\n")
+	table.WriteString("sensors\tall_running_ms\tfrom_ready_ms\thwm_kb\trss_kb\tthreads\tfds\tcpu_pct\tpasses\tstatements_per_pass\trows_per_pass\theartbeat_statements\tother_statements\txact_per_pass\tfloor_ms\tstartup_cpu_ms\tanon_kb\tlive_heap_mb\tpeak_heap_mb\tstacks_mb\tprocess_rows_running\tprocess_record_failures\n")
 	for _, n := range counts {
-		r, err := scaleRun(ctx, stack, stats, mqURL, n, *window, *settle, c.out)
+		r, err := scaleRun(ctx, stack, stats, mqURL, n, *window, *settle, extraEnv, c.out)
 		if err != nil {
 			return fmt.Errorf("%d sensors: %w", n, err)
 		}
@@ -92,9 +96,11 @@ func runScale(ctx context.Context, args []string, logw io.Writer) error {
 		sum.put(p+"live_heap_mb", float64(r.liveMB))
 		sum.put(p+"peak_heap_mb", float64(r.peakHeapMB))
 		sum.put(p+"stacks_mb", float64(r.stacksMB))
-		fmt.Fprintf(&table, "%d\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%.3f\t%d\t%.3f\t%.1f\t%d\t%d\t%.3f\t%.1f\t%.0f\t%d\t%d\t%d\t%d\n", n, r.allRunning, r.fromReady,
+		sum.put(p+"process_rows_running", float64(r.processRowsRunning))
+		sum.put(p+"process_record_failures", float64(r.processRecordFailures))
+		fmt.Fprintf(&table, "%d\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%.3f\t%d\t%.3f\t%.1f\t%d\t%d\t%.3f\t%.1f\t%.0f\t%d\t%d\t%d\t%d\t%d\t%d\n", n, r.allRunning, r.fromReady,
 			r.hwmKB, r.rssKB, r.threads, r.fds, r.cpuPct, r.passes, r.perPass, r.rowsPerPass, r.heartbeats, r.others, r.xactPerPass,
-			r.floor, r.startupCPU, r.anonKB, r.liveMB, r.peakHeapMB, r.stacksMB)
+			r.floor, r.startupCPU, r.anonKB, r.liveMB, r.peakHeapMB, r.stacksMB, r.processRowsRunning, r.processRecordFailures)
 		os.WriteFile(filepath.Join(c.out, "statements-"+strconv.Itoa(n)+".tsv"), []byte(r.statements), 0o644)
 	}
 	if err := os.WriteFile(filepath.Join(c.out, "scale.tsv"), []byte(table.String()), 0o644); err != nil {
@@ -126,9 +132,23 @@ type scaleResult struct {
 	anonKB                int64   // anonymous part of the RSS (smaps_rollup)
 	liveMB, peakHeapMB    int64   // live heap after the last GC of the window; largest heap at a GC start
 	stacksMB              int64   // goroutine stacks at the last GC
+	processRowsRunning    int     // sensor_process rows with status running at the end
+	processRecordFailures int     // "sensor_process update failed" lines (the agent logs one per outage)
 }
 
-func scaleRun(ctx context.Context, stack *benchStack, stats *statementCounter, mqURL string, n int, window, settle time.Duration, out string) (scaleResult, error) {
+// countRunningProcessRows counts the sensor_process rows that say running.
+func countRunningProcessRows(ctx context.Context, dbURL string) (int, error) {
+	c, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close(ctx)
+	var n int
+	err = c.QueryRow(ctx, `SELECT count(*) FROM attune.sensor_process WHERE status = 'running'`).Scan(&n)
+	return n, err
+}
+
+func scaleRun(ctx context.Context, stack *benchStack, stats *statementCounter, mqURL string, n int, window, settle time.Duration, extraEnv []string, out string) (scaleResult, error) {
 	var r scaleResult
 	if err := stack.clearMarks(); err != nil {
 		return r, err
@@ -148,7 +168,7 @@ func scaleRun(ctx context.Context, stack *benchStack, stats *statementCounter, m
 	// gctrace only adds a line to stderr per collection: it shows how much
 	// of the RSS is live heap, garbage or stacks.
 	agent, err := startAgentRun(stack.cfg.AgentBin, stack.agentEnv(agentOptions{DBURL: dbURL, MQURL: mqURL,
-		WorkerName: "bench-scale-" + strconv.Itoa(n), MaxSensors: n + 100, Extra: []string{"GODEBUG=gctrace=1"}}),
+		WorkerName: "bench-scale-" + strconv.Itoa(n), MaxSensors: n + 100, Extra: append([]string{"GODEBUG=gctrace=1"}, extraEnv...)}),
 		filepath.Join(out, "agent-"+strconv.Itoa(n)+".log"))
 	if err != nil {
 		return r, err
@@ -234,8 +254,27 @@ func scaleRun(ctx context.Context, stack *benchStack, stats *statementCounter, m
 		r.rowsPerPass = float64(counts.reconcileRows) / float64(counts.passes)
 		r.xactPerPass = float64(counts.xacts) / float64(counts.passes)
 	}
+	// What operators would see: the agent keeps one sensor_process row per
+	// sensor (current schema); after the window every one should say running.
+	if r.processRowsRunning, err = countRunningProcessRows(ctx, dbURL); err != nil {
+		return r, err
+	}
+	r.processRecordFailures = agent.count(func(l agentLogLine) bool { return l.Msg == "sensor_process update failed" })
 	if code := agent.stop(60 * time.Second); code != 0 {
 		return r, fmt.Errorf("agent exit code %d after SIGTERM", code)
 	}
 	return r, nil
+}
+
+// benchEnvList collects repeated NAME=value flags.
+type benchEnvList []string
+
+func (l *benchEnvList) String() string { return strings.Join(*l, " ") }
+
+func (l *benchEnvList) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("%q is not NAME=value", v)
+	}
+	*l = append(*l, v)
+	return nil
 }

@@ -51,6 +51,9 @@ grace and timeouts keep their defaults. Then it starts the agent binary
   does not. If the private server cannot be started, the harness falls back
   to the transaction counter of `pg_stat_database` on the shared server with
   passes estimated from the 2 s period, and says so.
+- **`sensor_process` rows** (a diagnostic): after the window, the number of
+  rows of the agent's database that say `running`, and the agent's
+  `sensor_process update failed` warnings.
 EOF
 
 pg_tmp=
@@ -132,6 +135,11 @@ for n in "${ns[@]}"; do
   bench_row "$n sensors: statements per reconcile pass" "3 (by design), not growing with N" \
     "$(bench_fmt "$per" 3) over $(bench_sum "${p}passes") passes ($how); $(bench_fmt "$(bench_sum "${p}rows_per_pass")" 0) rows per pass; other statements: $(bench_sum "${p}other_statements")" \
     "$(bench_ratio "$per" 3)" "$verdict"
+done
+for n in "${ns[@]}"; do
+  p=n${n}_
+  bench_row "diagnostic: $n sensors, sensor_process rows saying running after the window" "— (check: $n)" \
+    "$(bench_sum "${p}process_rows_running") of $n; \"sensor_process update failed\" log lines: $(bench_sum "${p}process_record_failures")" "—" "—"
 done
 if [ ${#ns[@]} -ge 2 ] && [ "$exact" = 1 ]; then
   first=$(bench_sum "n${ns[0]}_statements_per_pass")
