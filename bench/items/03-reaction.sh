@@ -84,12 +84,12 @@ set ylabel "fraction of trials"
 set logscale x
 set yrange [0:1.02]
 set grid xtics ytics mxtics
-set key bottom right
+set key below
 set arrow from 150, graph 0 to 150, graph 1 nohead dt 2 lc rgb "red"
-set label "bar 150 ms" at 150, graph 0.95 offset 0.5,0 tc rgb "red"
+set label "bar 150 ms" at 150, graph 0.05 offset 0.5,0 tc rgb "red"
 set arrow from 2000, graph 0 to 2000, graph 1 nohead dt 2 lc rgb "gray40"
-set label "2 s reconcile" at 2000, graph 0.5 right offset -0.5,0 tc rgb "gray40"
-plot "calibration.cdf" using 1:2 with steps lw 2 title "floor: exec -> first timestamp (no agent)", \
-     "broker.cdf" using 1:2 with steps lw 2 title "with the broker", \
-     "nobroker.cdf" using 1:2 with steps lw 2 title "broker unreachable"
+set label "2 s reconcile" at 2000, graph 0.05 offset 0.5,0 tc rgb "gray40"
+plot "calibration.cdf" using 1:2 with steps lw 2 lc rgb "gray50" title "floor: exec -> first timestamp (no agent)", \
+     "broker.cdf" using 1:2 with steps lw 2 lc rgb "#1b9e77" title "with the broker", \
+     "nobroker.cdf" using 1:2 with steps lw 2 lc rgb "#d95f02" title "broker unreachable"
 EOF

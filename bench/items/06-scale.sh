@@ -172,9 +172,9 @@ set grid ytics
 set key top left
 set arrow from graph 0, first 25 to graph 1, first 25 nohead dt 2 lc rgb "red"
 set label "RSS bar 25 MB (at 500)" at graph 0.02, first 25 offset 0,0.7 tc rgb "red"
-plot "plot.dat" using 1:2 with linespoints pt 7 lw 2 title "VmHWM (peak RSS)", \
-     "" using 1:3 with linespoints pt 6 lw 2 title "VmRSS at idle", \
-     "" using 1:6 with linespoints pt 4 lw 2 title "live heap after GC", \
-     "" using 1:4 axes x1y2 with linespoints pt 5 lw 2 dt 3 title "all running (s, right axis)", \
-     "" using 1:5 axes x1y2 with linespoints pt 3 lw 1 dt 3 title "floor: harness starts them (s, right axis)"
+plot "plot.dat" using 1:2 with linespoints pt 7 ps 1.5 lw 2 lc rgb "#d95f02" title "VmHWM (peak RSS)", \
+     "" using 1:3 with linespoints pt 6 lw 1 lc rgb "#7570b3" title "VmRSS at idle", \
+     "" using 1:6 with linespoints pt 4 lw 2 lc rgb "#1b9e77" title "live heap after GC", \
+     "" using 1:4 axes x1y2 with linespoints pt 5 lw 2 dt 3 lc rgb "black" title "all running (s, right axis)", \
+     "" using 1:5 axes x1y2 with linespoints pt 3 lw 1 dt 3 lc rgb "gray50" title "floor: harness starts them (s, right axis)"
 EOF
