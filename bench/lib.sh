@@ -5,7 +5,8 @@
 #   BENCH_MODE   full | smoke (smoke: small N, no bars asserted, CI)
 #   BENCH_REPO   repository root
 #   BENCH_OUT    this run's output directory
-#   BENCH_TOOLS  directory holding the harness's own tools (timeit)
+#   BENCH_TOOLS  directory holding the harness's own tools (timeit; agentbench
+#                and benchsensor, the driver and sensor of items 3-6)
 #   BENCH_AGENT  the agent built for this machine's architecture (make build)
 #   BENCH_ARCHES the architectures item 1 builds (full: amd64 arm64)
 #   ITEM_DIR     this item's output directory (exists, empty)
@@ -64,3 +65,29 @@ bench_ensure_cmd() {
 
 # bench_pending WHY: mark this item as not measurable yet.
 bench_pending() { printf 'pending: %s\n' "$1" >"$ITEM_DIR/status"; }
+
+# bench_agentbench SUBCOMMAND [FLAG...]: run bench/agentbench (items 3-6)
+# against this run's agent, with its raw output in $ITEM_DIR/raw; the
+# driver's own log goes to $ITEM_DIR/agentbench.log. Every number of its
+# summary becomes one of this item's values.
+bench_agentbench() {
+  local sub=$1; shift
+  mkdir -p "$ITEM_DIR/raw"
+  (cd "$BENCH_REPO" && "$BENCH_TOOLS/agentbench" "$sub" -agent "$BENCH_AGENT" \
+    -sensor "$BENCH_TOOLS/benchsensor" -schema "$BENCH_REPO/testdata/schema/current.sql" \
+    -out "$ITEM_DIR/raw" "$@") 2>"$ITEM_DIR/agentbench.log" ||
+    bench_die "agentbench $sub failed: $(tail -n 5 "$ITEM_DIR/agentbench.log")"
+  [ -s "$ITEM_DIR/raw/summary.tsv" ] || bench_die "agentbench $sub wrote no summary"
+  cat "$ITEM_DIR/raw/summary.tsv" >>"$ITEM_DIR/values"
+}
+
+# bench_sum NAME: one number of the agentbench summary.
+bench_sum() {
+  local v
+  v=$(awk -F'\t' -v k="$1" '$1 == k { print $2; found = 1 } END { exit !found }' "$ITEM_DIR/raw/summary.tsv") ||
+    bench_die "agentbench summary has no $1"
+  echo "$v"
+}
+
+# bench_fmt NUMBER [DECIMALS]: a number rounded for a table cell (default 1 decimal).
+bench_fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f\n", d, v }'; }

@@ -69,7 +69,13 @@ RabbitMQ for the items that need them). The harness needs Go, a POSIX shell,
 gzip and awk; it installs gnuplot (\`gnuplot-nox\`) with apt-get for the plots
 when it runs as root and it is missing, and otherwise leaves the plots out.
 It times commands with its own \`bench/timeit\` (standard library only), so
-it does not need hyperfine.
+it does not need hyperfine. Items 3 to 6 run the agent itself through
+\`bench/agentbench\` (a fresh database per agent run, a fresh vhost made with
+\`rabbitmqctl\` or \`\$ATTUNE_TEST_RABBITMQCTL\`, a stand-in for the token API)
+and install \`bench/benchsensor\` as their native sensor; item 6 also starts a
+throw-away PostgreSQL from the installed server binaries (\`initdb\`, with
+\`pg_stat_statements\` preloaded) and falls back to the shared server's
+counters, saying so, when it cannot.
 
 ## Machine
 

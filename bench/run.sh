@@ -69,6 +69,11 @@ export BENCH_AGENT=$BENCH_OUT/build/attune-sensor-agent-linux-$BENCH_HOST_ARCH
 
 bench_log "mode $BENCH_MODE, output $BENCH_OUT"
 (cd "$BENCH_REPO" && go build -o "$BENCH_TOOLS/timeit" ./bench/timeit) || bench_die "build bench/timeit"
+# The driver of items 3-6 and the native sensor they install (static and
+# stripped, so its start-up, part of every reaction sample, stays small).
+(cd "$BENCH_REPO" && go build -o "$BENCH_TOOLS/agentbench" ./bench/agentbench &&
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BENCH_TOOLS/benchsensor" ./bench/benchsensor) ||
+  bench_die "build bench/agentbench and bench/benchsensor"
 # The agent exactly as `make build` builds it (the Makefile's flags), for
 # this machine's architecture; item 1 builds the other ones.
 GOOS=linux GOARCH=$BENCH_HOST_ARCH make -s -C "$BENCH_REPO" build BIN="$BENCH_AGENT" ||
