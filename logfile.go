@@ -321,11 +321,17 @@ func (o *outputPipes) copy(log *slog.Logger, ref string) {
 	}
 }
 
+// outputCopyBuffer is the per-stream copy buffer. It lives as long as the
+// sensor, two per sensor: at 32 KiB that was 31 of the 36 MiB live heap with
+// 500 sensors (docs/benchmarks.md item 6); 4 KiB (one page, the pipe's own
+// write granularity) keeps floods fast enough and the idle cost small.
+const outputCopyBuffer = 4 << 10
+
 // run copies until EOF (or until drain closes the read end). After a write
 // error it keeps reading and discards, logging once.
 func (s *outputStream) run(log *slog.Logger, ref string) {
 	defer close(s.done)
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, outputCopyBuffer)
 	failed := false
 	for {
 		n, err := s.r.Read(buf)
