@@ -21,13 +21,7 @@ func runCrash(ctx context.Context, args []string, logw io.Writer) error {
 	var c benchCommon
 	c.register(fs)
 	n := fs.Int("n", 40, "sensors, each crashing once")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
-		return err
-	}
-	stack, err := newBenchStack(c.stack)
+	stack, err := c.open(fs, args)
 	if err != nil {
 		return err
 	}

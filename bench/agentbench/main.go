@@ -65,6 +65,19 @@ func (c *benchCommon) check() error {
 	return os.MkdirAll(c.out, 0o755)
 }
 
+// open parses args into fs (which holds c's flags), checks them and opens
+// the benchmark stack; every measurement starts this way. The caller closes
+// the stack.
+func (c *benchCommon) open(fs *flag.FlagSet, args []string) (*benchStack, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return newBenchStack(c.stack)
+}
+
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v

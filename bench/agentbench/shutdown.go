@@ -21,13 +21,7 @@ func runShutdown(ctx context.Context, args []string, logw io.Writer) error {
 	c.register(fs)
 	n := fs.Int("sensors", 100, "sensors ignoring SIGTERM")
 	trials := fs.Int("trials", 3, "agent runs")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
-		return err
-	}
-	stack, err := newBenchStack(c.stack)
+	stack, err := c.open(fs, args)
 	if err != nil {
 		return err
 	}
