@@ -18,6 +18,7 @@ build-arm64:
 # test runs every test, service-backed ones included, against real PostgreSQL and
 # RabbitMQ (see scripts/with-services.sh for how they are found or started).
 test:
+	./scripts/ci-deps.sh
 	./scripts/with-services.sh go test -race -count=1 -timeout 40m ./...
 
 # test-short skips service-backed tests, for a quick local loop only (CI never uses it).
