@@ -27,6 +27,7 @@ type Config struct {
 	RuntimeEnvsDir string
 	ArtifactsDir   string
 	Artifacts      ArtifactsConfig
+	Packs          PacksConfig
 	Sensor         SensorConfig
 
 	// Resolved endpoints: plain environment variables win over config keys.
@@ -81,8 +82,15 @@ type LogConfig struct {
 
 // ArtifactsConfig is the artifacts section.
 type ArtifactsConfig struct {
+	Transport         string // artifacts.transport: volume (default) or api
 	SensorLogMaxBytes int64
 	SensorLogMaxFiles int
+}
+
+// PacksConfig is the packs section: how pinned pack releases reach this
+// worker (CONTRACT §6).
+type PacksConfig struct {
+	Transport string // packs.transport: volume (default) or api
 }
 
 // Taint is one sensor.taints entry.
@@ -215,7 +223,8 @@ func defaultConfig(host string, env map[string]string) *Config {
 		PacksBaseDir:   "/opt/attune/packs",
 		RuntimeEnvsDir: "/opt/attune/runtime_envs",
 		ArtifactsDir:   "/opt/attune/artifacts",
-		Artifacts:      ArtifactsConfig{SensorLogMaxBytes: 10485760, SensorLogMaxFiles: 4},
+		Artifacts:      ArtifactsConfig{Transport: "volume", SensorLogMaxBytes: 10485760, SensorLogMaxFiles: 4},
+		Packs:          PacksConfig{Transport: "volume"},
 		Sensor: SensorConfig{
 			WorkerName:           worker,
 			Host:                 host,

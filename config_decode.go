@@ -48,6 +48,8 @@ func decodeConfigTree(tree map[string]any, cfg *Config) error {
 	d.str("packs_base_dir", &cfg.PacksBaseDir)
 	d.str("runtime_envs_dir", &cfg.RuntimeEnvsDir)
 	d.str("artifacts_dir", &cfg.ArtifactsDir)
+	d.str("artifacts.transport", &cfg.Artifacts.Transport)
+	d.str("packs.transport", &cfg.Packs.Transport)
 	d.count64("artifacts.sensor_log_max_bytes", &cfg.Artifacts.SensorLogMaxBytes, math.MaxInt64)
 	d.count("artifacts.sensor_log_max_files", &cfg.Artifacts.SensorLogMaxFiles, math.MaxInt32)
 

@@ -78,7 +78,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		PacksBaseDir:   "/opt/attune/packs",
 		RuntimeEnvsDir: "/opt/attune/runtime_envs",
 		ArtifactsDir:   "/opt/attune/artifacts",
-		Artifacts:      ArtifactsConfig{SensorLogMaxBytes: 10485760, SensorLogMaxFiles: 4},
+		Artifacts:      ArtifactsConfig{Transport: "volume", SensorLogMaxBytes: 10485760, SensorLogMaxFiles: 4},
+		Packs:          PacksConfig{Transport: "volume"},
 		Sensor: SensorConfig{
 			WorkerName: "sensor-box", Host: "box", MaxConcurrentSensors: 10,
 			HeartbeatInterval: 30 * time.Second, ShutdownTimeout: 30 * time.Second,
