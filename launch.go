@@ -10,43 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 )
-
-// sensorSpec is everything read from the database about one sensor that should run here.
-type sensorSpec struct {
-	ID                       int64
-	Ref, PackRef, Label      string
-	Entrypoint               string
-	Config                   json.RawMessage // sensor.config; nil when NULL
-	Updated                  time.Time
-	RuntimeID                int64
-	RuntimeRef, RuntimeName  string
-	RuntimeAliases           []string
-	ExecutionConfig          json.RawMessage // runtime.execution_config; nil when NULL
-	RuntimeVersionConstraint string          // sensor.runtime_version_constraint; "" when NULL
-	RuntimeVersions          []runtimeVersionRow
-	PackActiveReleaseDigest  string       // current generation, "" when none
-	Rules                    []sensorRule // active rules of the sensor's enabled, active triggers
-	TriggerRefs              []string     // all the sensor's trigger refs, sorted, unique
-}
-
-// runtimeVersionRow is one runtime_version row of the sensor's runtime.
-type runtimeVersionRow struct {
-	Version         string
-	ExecutionConfig json.RawMessage
-	IsDefault       bool
-	Available       bool
-}
-
-// sensorRule is one active rule the sensor must serve; it becomes one entry
-// of ATTUNE_SENSOR_TRIGGERS.
-type sensorRule struct {
-	ID         int64
-	Ref        string
-	TriggerRef string
-	Params     json.RawMessage // rule.trigger_params; nil → {}
-}
 
 // launchSettings is the slice of the agent's configuration that launching
 // needs. Environ is the agent's own environment (os.Environ form): only the
