@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 )
 
 // runDetectOnly prints the runtime detection report: no config, database or
@@ -80,23 +81,31 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	placement := placementFromCapabilities(buildCapabilities(caps))
+	var workerID atomic.Int64
+	identity := func() (int64, string) { return workerID.Load(), signer.instanceID() }
 	status := newStatusWriter(cfg, log)
 	prompts := &amqpPrompts{URL: cfg.MQURL, Log: log}
 	recorder := newSensorEvents(pool, schema, cfg.Sensor.WorkerName, prompts, log)
 	svc := &Service{
 		Config:    cfg,
 		Log:       log,
-		Placement: workerPlacement{Runtimes: runtimes, Labels: cfg.Sensor.Labels},
+		Placement: placement,
 		Workers:   newPgRegistry(pool),
 		Caps:      caps,
-		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log},
+		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log, identity: identity},
 		Prompts:   prompts,
 		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log},
 			recorder, rotatingSensorLogs(cfg, log), log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),
-		OnWorkerID: func(id int64) { signer.setWorkerID(id); recorder.setWorkerID(id) },
+		OnWorkerID: func(id int64) { workerID.Store(id); signer.setWorkerID(id); recorder.setWorkerID(id) },
 		OnBeat:     status.beat,
 		OnStop:     status.remove,
+	}
+	if schema.leases() {
+		svc.Leases = newAgentLeases(&pgLeases{pool: pool, schema: schema, timing: defaultLeaseTiming(),
+			placement: placement, identity: identity}, log)
+		svc.Manager.leases = svc.Leases
 	}
 	err = svc.Run(ctx)
 	if !closePool(pool, dbCloseTimeout) {

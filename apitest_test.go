@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // fakeAPISecret is the security.jwt_secret the fake API shares with the
@@ -39,6 +41,13 @@ type fakeAttuneAPI struct {
 	events      []fakeEvent
 	nextEventID int64
 	changed     chan struct{} // closed and replaced whenever an event arrives
+
+	// Lease strictness (fakeapi_leases_test.go): the newest API refuses
+	// unfenced token requests; preLease emulates an API from before leases
+	// (legacy generation tests only), db is where fences are checked.
+	preLease bool
+	db       *pgxpool.Pool
+	refused  []fakeRefusal
 }
 
 // fakeTokenAnswer scripts one answer of the token endpoint: a status and a
@@ -52,6 +61,7 @@ type fakeIssuedToken struct {
 	SensorRef, PackRef string
 	TriggerTypes       []string
 	ExpiresAt          time.Time
+	Fence              *workloadFence // nil only from a pre-lease fake
 }
 
 // fakeTokenRequest is one request to the token endpoint as the fake saw it.
@@ -189,15 +199,25 @@ func (f *fakeAttuneAPI) handleToken(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, map[string]any{"error": "sensor_ref, pack_ref and trigger_types are required"})
 		return
 	}
+	fence, status, msg := f.checkTokenFence(r.Context(), rec, sensor)
+	if status != 0 {
+		answer(status, map[string]any{"error": msg})
+		return
+	}
 	slices.Sort(triggers)
 	token := "fake-sensor-token-" + fakeRandomHex()
 	exp := time.Now().Add(f.ttl).UTC().Truncate(time.Second)
-	f.issued[token] = fakeIssuedToken{SensorRef: sensor, PackRef: pack, TriggerTypes: triggers, ExpiresAt: exp}
-	answer(http.StatusOK, map[string]any{"data": map[string]any{
+	f.issued[token] = fakeIssuedToken{SensorRef: sensor, PackRef: pack, TriggerTypes: triggers, ExpiresAt: exp, Fence: fence}
+	data := map[string]any{
 		"identity_id": 7, "sensor_ref": sensor, "pack_ref": pack, "token": token,
 		"expires_at": exp.Format(time.RFC3339), "trigger_types": triggers,
 		"permission_set_refs": append([]any{}, perms...),
-	}})
+	}
+	if fence != nil {
+		data["workload_fence"] = map[string]any{"workload_id": fence.WorkloadID, "worker_id": fence.WorkerID,
+			"worker_instance": fence.WorkerInstance, "generation": fence.Generation}
+	}
+	answer(http.StatusOK, map[string]any{"data": data})
 }
 
 func (f *fakeAttuneAPI) handleEvent(w http.ResponseWriter, r *http.Request) {
@@ -226,6 +246,11 @@ func (f *fakeAttuneAPI) handleEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	case !slices.Contains(tok.TriggerTypes, body.TriggerRef):
 		reply(http.StatusForbidden, map[string]any{"error": "trigger not in token scope"})
+		return
+	}
+	if why := f.checkEventFence(r.Context(), tok); why != "" {
+		f.refused = append(f.refused, fakeRefusal{SensorRef: tok.SensorRef, TriggerRef: body.TriggerRef, Why: why})
+		reply(http.StatusForbidden, map[string]any{"error": why})
 		return
 	}
 	f.nextEventID++

@@ -238,6 +238,11 @@ type schemaInfo struct {
 	PackActiveRelease    bool // pack.active_release
 	PackWorkerSelector   bool // pack.worker_selector
 	SensorWorkerSelector bool // sensor.worker_selector
+	// worker_tolerations / worker_affinity on pack and sensor, and the
+	// rule.sensor_worker_* columns: the full placement set (CONTRACT §5).
+	PackPlacement       bool
+	SensorPlacement     bool
+	RuleSensorPlacement bool
 
 	// Optional tables.
 	SensorProcess            bool
@@ -260,6 +265,12 @@ func (s schemaInfo) enabledColumn(table string) string {
 // retired_at, i.e. whether "active" must add retired_at IS NULL.
 func (s schemaInfo) hasRetiredAt(table string) bool {
 	return map[string]bool{"sensor": s.SensorRetiredAt, "trigger": s.TriggerRetiredAt, "rule": s.RuleRetiredAt, "runtime": s.RuntimeRetiredAt}[table]
+}
+
+// leases reports whether sensors run under workload leases (CONTRACT §12):
+// the lease tables and the release pin they need are all present.
+func (s schemaInfo) leases() bool {
+	return s.SensorWorkload && s.SensorWorkloadAssignment && s.PackRelease && s.PackActiveRelease
 }
 
 // generation names the schema generation for the start-up log line.
@@ -315,6 +326,10 @@ func detectSchema(ctx context.Context, pool *pgxpool.Pool) (schemaInfo, error) {
 	info.PackActiveRelease = cols["pack.active_release"]
 	info.PackWorkerSelector = cols["pack.worker_selector"]
 	info.SensorWorkerSelector = cols["sensor.worker_selector"]
+	info.PackPlacement = cols["pack.worker_tolerations"] && cols["pack.worker_affinity"]
+	info.SensorPlacement = cols["sensor.worker_tolerations"] && cols["sensor.worker_affinity"]
+	info.RuleSensorPlacement = cols["rule.sensor_worker_selector"] && cols["rule.sensor_worker_tolerations"] &&
+		cols["rule.sensor_worker_affinity"]
 	info.SensorProcess = present["sensor_process"]
 	info.SensorWorkload = present["sensor_workload"]
 	info.SensorWorkloadAssignment = present["sensor_workload_assignment"]

@@ -125,6 +125,9 @@ func planLaunchBase(spec sensorSpec, set launchSettings) (launchPlan, error) {
 // directory is present. A malformed digest is reported and ignored.
 func sensorPackDir(spec sensorSpec, packsBaseDir string) (dir, warning string) {
 	volume := filepath.Join(packsBaseDir, spec.PackRef)
+	if spec.Release != nil && launchIsSHA256Hex(spec.Release.Digest) {
+		return filepath.Join(packsBaseDir, ".releases", "sha256", spec.Release.Digest, "pack"), ""
+	}
 	digest := strings.TrimPrefix(spec.PackActiveReleaseDigest, "sha256:")
 	if digest == "" {
 		return volume, ""

@@ -133,6 +133,7 @@ func TestFixtureSensorsEmitEvents(t *testing.T) {
 			t.Parallel()
 			requireFixtureTool(t, tc.tool)
 			api := newFakeAttuneAPI(t)
+			api.preLeaseAPI() // these tests exercise the unfenced (pre-lease) token path
 			spec := fixtureSpec(tc.entrypoint, tc.execConfig)
 			set := testLaunchSettings(t, fixturePacksDir(t), fixtureEnviron()...)
 			set.APIURL = api.URL()
@@ -182,6 +183,7 @@ func TestFixtureEnvdumpSeesExactlyTheBuiltEnvironment(t *testing.T) {
 		"env_vars": {"FIXTURE_FROM_RUNTIME": "{pack_dir}"}}`)
 	spec.Config = json.RawMessage(`{"dump_path": "` + dump + `"}`)
 	api := newFakeAttuneAPI(t)
+	api.preLeaseAPI() // these tests exercise the unfenced (pre-lease) token path
 	set := testLaunchSettings(t, fixturePacksDir(t), append(fixtureEnviron(), "FIXTURE_PASSTHROUGH=through", "NOT_PASSED=no")...)
 	set.APIURL = api.URL()
 	set.Passthrough = []string{"FIXTURE_PASSTHROUGH"}

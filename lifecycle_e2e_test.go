@@ -52,9 +52,27 @@ func TestAgentRunsSensorOfEachRuntime(t *testing.T) {
 				if n != len(sensors) {
 					t.Errorf("sensor_process running rows = %d, want %d", n, len(sensors))
 				}
+				// Every sensor runs under its own lease, shortened to the
+				// 120 s renewal lease once its process runs.
+				if !waitUntil(20*time.Second, func() bool {
+					var short int
+					s.db.pool.QueryRow(t.Context(), `SELECT count(*) FROM sensor_workload_assignment
+						WHERE worker IS NOT NULL AND generation >= 1
+						  AND lease_expires_at BETWEEN clock_timestamp() + interval '60 seconds' AND clock_timestamp() + interval '121 seconds'`).Scan(&short)
+					return short == len(sensors)
+				}) {
+					t.Errorf("leases not all shortened to the 120 s renewal lease: %s", leaseRowsText(t, s.db))
+				}
 			}
 			if code := a.stop(syscall.SIGTERM, 40*time.Second); code != 0 {
 				t.Errorf("exit code %d, want 0", code)
+			}
+			if gen == "current" {
+				var held int
+				s.db.pool.QueryRow(t.Context(), `SELECT count(*) FROM sensor_workload_assignment WHERE worker IS NOT NULL`).Scan(&held)
+				if held != 0 {
+					t.Errorf("%d leases still held after a graceful stop: %s", held, leaseRowsText(t, s.db))
+				}
 			}
 			if left := s.sensorPIDs(""); len(left) > 0 {
 				t.Errorf("sensor processes outlived the agent: %v", left)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -29,6 +30,8 @@ type sensorManager struct {
 	// the contract's schedule); tests set them to run in milliseconds.
 	backoff    func(failures int) time.Duration
 	healthyRun time.Duration
+	// leases is handed to every supervisor on the newest generation (nil before).
+	leases sensorLeases
 
 	mu       sync.Mutex
 	active   map[int64]*managedSensor // sensors that should run
@@ -53,7 +56,8 @@ func newSensorManager(l launcher, ev sensorEvents, logs sensorLogs, log *slog.Lo
 // restarts those whose row changed (sensor.updated). A sensor whose previous
 // process is still stopping is started on a later pass, never twice at once.
 func (m *sensorManager) converge(ctx context.Context, desired []sensorSpec) {
-	slices.SortFunc(desired, func(a, b sensorSpec) int { return cmpInt64(a.ID, b.ID) })
+	// ref order, as the reference visits candidates: the capacity limit keeps the first ones.
+	slices.SortFunc(desired, func(a, b sensorSpec) int { return strings.Compare(a.Ref, b.Ref) })
 	if m.max > 0 && len(desired) > m.max {
 		if over := len(desired) - m.max; over != m.overCap {
 			m.log.Warn("more sensors than max_concurrent_sensors: extra sensors not started",
@@ -79,6 +83,8 @@ func (m *sensorManager) converge(ctx context.Context, desired []sensorSpec) {
 			m.stopLocked(id, ms, "no longer assigned")
 		case !sp.Updated.Equal(ms.sup.spec.Updated):
 			m.stopLocked(id, ms, "sensor changed")
+		case !sameRelease(sp.Release, ms.sup.spec.Release):
+			m.stopLocked(id, ms, "pack release changed")
 		default:
 			ms.sup.mu.Lock()
 			ms.sup.spec.Rules = sp.Rules // rule changes: the sensor learns them itself; keep counters true
@@ -128,7 +134,8 @@ func (m *sensorManager) startLocked(ctx context.Context, sp sensorSpec) {
 	sctx, cancel := context.WithCancel(ctx)
 	ms := &managedSensor{
 		sup: &supervisor{spec: sp, launcher: m.launcher, events: m.events, log: m.log,
-			stdout: stdout, stderr: stderr, grace: m.grace, backoff: m.backoff, healthyRun: m.healthyRun},
+			stdout: stdout, stderr: stderr, grace: m.grace, backoff: m.backoff, healthyRun: m.healthyRun,
+			leases: m.leases},
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
@@ -259,6 +266,14 @@ func teeCloser(w io.WriteCloser, mirror io.Writer) io.WriteCloser {
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
+
+// sameRelease reports whether two pinned releases are the same (both nil included).
+func sameRelease(a, b *packRelease) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
 
 func cmpInt64(a, b int64) int {
 	switch {

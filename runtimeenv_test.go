@@ -255,6 +255,7 @@ func TestWithVenvCopies(t *testing.T) {
 func TestPrepareLaunchRealVirtualenv(t *testing.T) {
 	requireFixtureTool(t, "python3")
 	api := newFakeAttuneAPI(t)
+	api.preLeaseAPI() // these tests exercise the unfenced (pre-lease) token path
 	set := testLaunchSettings(t, fixturePacksDir(t), fixtureEnviron()...)
 	set.APIURL = api.URL()
 	spec := sensorSpec{ID: 3, Ref: "venvpack.venv_sensor", PackRef: "venvpack", Entrypoint: "venv_sensor.py", RuntimeName: "Python",

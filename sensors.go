@@ -3,167 +3,204 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// workerPlacement is what a sensor row is matched against: the runtimes this
-// worker advertises (normalised, `native` included) and its labels.
-type workerPlacement struct {
-	Runtimes []string
-	Labels   map[string]string
-}
-
 // pgSensorSource reads from PostgreSQL the sensors that should run on this
-// worker (CONTRACT §5). One pass costs three queries whatever the number of
-// sensors: sensors with their runtime and pack, then the triggers and rules of
-// those sensors, then the versions of their runtimes.
+// worker (CONTRACT §5). One pass costs the same few statements whatever the
+// number of sensors: on the newest generation the worker's liveness, then the
+// sensors with their runtime, pack, release and workload, then the triggers
+// and rules of those sensors, then the versions of their runtimes.
 type pgSensorSource struct {
 	pool   *pgxpool.Pool
 	schema schemaInfo
 	log    *slog.Logger // nil: skipped sensors are not logged
+	// identity is this worker's id and process worker_instance, needed on the
+	// newest generation to tell its own leases from other workers'.
+	identity func() (workerID int64, instance string)
 
 	// skipped remembers, per sensor id, why a live sensor is not for this
 	// worker, so that reason is logged once rather than every pass. Only the
 	// reconcile loop calls desiredSensors, so it needs no lock.
 	skipped map[int64]string
+	notLive string // why the worker itself is not live, logged once
 }
 
-// sensorQueries holds the SQL chosen once for the schema generation found at start-up.
-type sensorQueries struct {
-	sensors, rules, versions string
+// pgxQuerier is what loading sensors needs: the pool for a pass, a
+// transaction for the re-checks of acquire and renewal.
+type pgxQuerier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// buildSensorQueries picks the enabled/active predicates and the optional
-// columns (release digest, worker selectors) the schema actually has.
-func buildSensorQueries(si schemaInfo) sensorQueries {
-	enabled := func(alias string, effective bool) string {
-		if effective {
-			return alias + ".effective_enabled"
-		}
-		return alias + ".enabled"
-	}
-	active := func(alias string, has bool) string {
-		if has {
-			return " AND " + alias + ".retired_at IS NULL"
-		}
-		return ""
-	}
-	digest := "''::text"
-	releaseJoin := ""
-	if si.PackActiveRelease && si.PackRelease {
-		digest = "COALESCE(pr.digest, '')"
-		releaseJoin = " LEFT JOIN pack_release pr ON pr.id = p.active_release"
-	}
-	sensorSel, packSel := "'{}'::jsonb", "'{}'::jsonb"
-	if si.SensorWorkerSelector {
-		sensorSel = "COALESCE(s.worker_selector, '{}'::jsonb)"
-	}
-	if si.PackWorkerSelector {
-		packSel = "COALESCE(p.worker_selector, '{}'::jsonb)"
-	}
-	ruleLive := enabled("r", si.RuleEffectiveEnabled) + active("r", si.RuleRetiredAt)
-	triggerLive := enabled("t", si.TriggerEffectiveEnabled) + active("t", si.TriggerRetiredAt)
-	var q sensorQueries
-	q.sensors = `SELECT s.id, s.ref, s.pack_ref, COALESCE(s.label, ''), s.entrypoint, s.config, s.updated,
-	COALESCE(s.runtime_version_constraint, ''), rt.id, rt.ref, rt.name, COALESCE(rt.aliases, '{}'),
-	rt.execution_config, ` + digest + `, ` + sensorSel + `, ` + packSel + `
-FROM sensor s
-JOIN runtime rt ON rt.id = s.runtime
-LEFT JOIN pack p ON p.id = s.pack` + releaseJoin + `
-WHERE ` + enabled("s", si.SensorEffectiveEnabled) + active("s", si.SensorRetiredAt) + `
-  AND EXISTS (SELECT 1 FROM trigger t JOIN rule r ON r.trigger = t.id
-              WHERE t.sensor = s.id AND ` + triggerLive + ` AND ` + ruleLive + `)
-ORDER BY s.id`
-	q.rules = `SELECT t.sensor, t.ref, (` + triggerLive + `), r.id, r.ref, r.trigger_params
-FROM trigger t
-LEFT JOIN rule r ON r.trigger = t.id AND ` + ruleLive + `
-WHERE t.sensor = ANY($1)` + active("t", si.TriggerRetiredAt) + `
-ORDER BY t.sensor, t.ref, r.id`
-	// runtime.retired_at and runtime_version.retired_at come with the same
-	// reference migration (component retirement); like the reference's
-	// runtime_version lookups, retired versions and versions of a retired
-	// runtime are never chosen for new work.
-	versionsLive := ""
-	if si.RuntimeRetiredAt {
-		versionsLive = ` AND rv.retired_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM runtime r WHERE r.id = rv.runtime AND r.retired_at IS NOT NULL)`
-	}
-	q.versions = `SELECT rv.runtime, rv.version, rv.execution_config, rv.is_default, rv.available
-FROM runtime_version rv WHERE rv.runtime = ANY($1)` + versionsLive + `
-ORDER BY rv.runtime, rv.id`
-	return q
-}
-
-// desiredSensors returns, sorted by id, every sensor that should run on a
-// worker with placement w.
+// desiredSensors returns, in ref order, every sensor that should run on a
+// worker with placement w. On the newest generation a worker that is not
+// live (cordoned, inactive, stale heartbeat) runs nothing, and sensors whose
+// lease another worker holds are left out.
 func (s *pgSensorSource) desiredSensors(ctx context.Context, w workerPlacement) ([]sensorSpec, error) {
-	q := buildSensorQueries(s.schema)
-	rows, err := s.pool.Query(ctx, q.sensors)
+	var id int64
+	var instance string
+	if s.schema.leases() {
+		id, instance = s.identity()
+		why, err := workerNotLive(ctx, s.pool, id)
+		if err != nil {
+			return nil, err
+		}
+		if why != s.notLive && s.log != nil {
+			if why != "" {
+				s.log.Info("worker not live: running no sensors", "reason", why)
+			} else if s.notLive != "" {
+				s.log.Info("worker live again")
+			}
+		}
+		s.notLive = why
+		if why != "" {
+			return nil, nil
+		}
+	}
+	specs, skipped, err := loadSensors(ctx, s.pool, s.schema, w, id, instance, nil)
 	if err != nil {
-		return nil, fmt.Errorf("query sensors: %w", err)
+		return nil, err
+	}
+	for _, sk := range skipped {
+		s.noteSkipped(sk.spec, sk.reason)
+	}
+	seen := make(map[int64]bool, len(skipped))
+	for _, sk := range skipped {
+		seen[sk.spec.ID] = true
+	}
+	for sid := range s.skipped {
+		if !seen[sid] {
+			delete(s.skipped, sid) // runs now, or is gone: log again if it comes back
+		}
+	}
+	desired := specs[:0]
+	for _, sp := range specs {
+		if !sp.Workload.HeldElsewhere {
+			desired = append(desired, sp)
+		}
+	}
+	return desired, nil
+}
+
+// workerNotLive says why the worker row does not count as live for sensor
+// work (CONTRACT §5: role sensor, not cordoned, active, heartbeat newer than
+// 90 s by the database clock), or "" when it is live.
+func workerNotLive(ctx context.Context, q pgxQuerier, id int64) (string, error) {
+	var found, cordoned, active, fresh bool
+	err := q.QueryRow(ctx, `SELECT TRUE, cordoned, status = 'active' AND worker_role = 'sensor',
+	COALESCE(last_heartbeat > clock_timestamp() - make_interval(secs => $2), FALSE)
+FROM worker WHERE id = $1`, id, float64(workerLiveCutoff/time.Second)).Scan(&found, &cordoned, &active, &fresh)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "worker row is gone", nil
+	case err != nil:
+		return "", fmt.Errorf("read worker liveness: %w", err)
+	case cordoned:
+		return "worker is cordoned", nil
+	case !active:
+		return "worker is not an active sensor worker", nil
+	case !fresh:
+		return "worker heartbeat is older than 90 s", nil
+	}
+	return "", nil
+}
+
+// skippedSensor is a live sensor that is not for this worker, and why.
+type skippedSensor struct {
+	spec   sensorSpec
+	reason string
+}
+
+// loadSensors runs the pass's queries on q and splits the result into
+// eligible sensors (ref order, rules and versions attached) and skipped ones.
+// ids, when not nil, restricts it to those sensors (lease re-checks).
+func loadSensors(ctx context.Context, q pgxQuerier, si schemaInfo, w workerPlacement, workerID int64, instance string, ids []int64) ([]sensorSpec, []skippedSensor, error) {
+	sq := buildSensorQueries(si, ids != nil)
+	var args []any
+	if sq.leases {
+		args = append(args, workerID, instance)
+	}
+	if ids != nil {
+		args = append(args, ids)
+	}
+	rows, err := q.Query(ctx, sq.sensors, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query sensors: %w", err)
 	}
 	var specs []sensorSpec
-	skipped := map[int64]string{}
 	for rows.Next() {
 		var sp sensorSpec
-		var cfg, execCfg, sensorSel, packSel []byte
+		var cfg, execCfg, sSel, sTol, sAff, pSel, pTol, pAff []byte
+		var releaseID, pinnedID int64
+		var pinnedDigest string
+		var hasRule bool
 		if err := rows.Scan(&sp.ID, &sp.Ref, &sp.PackRef, &sp.Label, &sp.Entrypoint, &cfg, &sp.Updated,
 			&sp.RuntimeVersionConstraint, &sp.RuntimeID, &sp.RuntimeRef, &sp.RuntimeName, &sp.RuntimeAliases,
-			&execCfg, &sp.PackActiveReleaseDigest, &sensorSel, &packSel); err != nil {
+			&execCfg, &sp.PackActiveReleaseDigest, &releaseID, &sSel, &sTol, &sAff, &pSel, &pTol, &pAff,
+			&hasRule, &sp.Workload.ID, &pinnedID, &pinnedDigest, &sp.Workload.HeldElsewhere); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("read sensor row: %w", err)
-		}
-		switch {
-		case !runtimeSupported(sp.RuntimeName, sp.RuntimeAliases, w.Runtimes):
-			skipped[sp.ID] = fmt.Sprintf("runtime %s (%s) is not one this worker runs %v", sp.RuntimeRef, sp.RuntimeName, w.Runtimes)
-		case !selectorMatches(sensorSel, w.Labels):
-			skipped[sp.ID] = "sensor worker_selector does not match this worker's labels"
-		case !selectorMatches(packSel, w.Labels):
-			skipped[sp.ID] = "pack worker_selector does not match this worker's labels"
-		}
-		if _, skip := skipped[sp.ID]; skip {
-			s.noteSkipped(sp, skipped[sp.ID])
-			continue
+			return nil, nil, fmt.Errorf("read sensor row: %w", err)
 		}
 		sp.Config = nullableJSON(cfg)
 		sp.ExecutionConfig = nullableJSON(execCfg)
+		sp.Placements = []placementRule{parseModelPlacement("pack "+sp.PackRef, pSel, pTol, pAff),
+			parseModelPlacement("sensor "+sp.Ref, sSel, sTol, sAff)}
+		if sq.leases {
+			if releaseID != 0 {
+				sp.Release = &packRelease{ID: releaseID, Digest: sp.PackActiveReleaseDigest}
+			}
+			if pinnedID != 0 {
+				sp.Workload.Pinned = &packRelease{ID: pinnedID, Digest: pinnedDigest}
+			}
+			sp.TransportDemand = hasTransportDemand(sp.Config)
+			if !hasRule && !sp.TransportDemand {
+				continue // only a config key named adapters, none enabled: no demand
+			}
+		}
 		specs = append(specs, sp)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query sensors: %w", err)
-	}
-	for id := range s.skipped {
-		if _, still := skipped[id]; !still {
-			delete(s.skipped, id) // runs now, or is gone: log again if it comes back
-		}
+		return nil, nil, fmt.Errorf("query sensors: %w", err)
 	}
 	if len(specs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	if err := s.attachRules(ctx, q.rules, specs); err != nil {
-		return nil, err
+	if err := attachRules(ctx, q, sq.rules, specs); err != nil {
+		return nil, nil, err
 	}
-	if err := s.attachVersions(ctx, q.versions, specs); err != nil {
-		return nil, err
+	if err := attachVersions(ctx, q, sq.versions, specs); err != nil {
+		return nil, nil, err
 	}
-	return specs, nil
+	eligible := specs[:0:0]
+	var skipped []skippedSensor
+	for _, sp := range specs {
+		if why := ineligibleReason(sp, w, sq.leases); why != "" {
+			skipped = append(skipped, skippedSensor{spec: sp, reason: why})
+			continue
+		}
+		eligible = append(eligible, sp)
+	}
+	return eligible, skipped, nil
 }
 
 // attachRules fills Rules and TriggerRefs of every spec with one query.
-func (s *pgSensorSource) attachRules(ctx context.Context, sql string, specs []sensorSpec) error {
+func attachRules(ctx context.Context, q pgxQuerier, sql string, specs []sensorSpec) error {
 	ids := make([]int64, len(specs))
 	index := make(map[int64]int, len(specs))
 	for i, sp := range specs {
 		ids[i] = sp.ID
 		index[sp.ID] = i
 	}
-	rows, err := s.pool.Query(ctx, sql, ids)
+	rows, err := q.Query(ctx, sql, ids)
 	if err != nil {
 		return fmt.Errorf("query rules: %w", err)
 	}
@@ -174,8 +211,8 @@ func (s *pgSensorSource) attachRules(ctx context.Context, sql string, specs []se
 		var triggerLive bool
 		var ruleID *int64
 		var ruleRef *string
-		var params []byte
-		if err := rows.Scan(&sensorID, &triggerRef, &triggerLive, &ruleID, &ruleRef, &params); err != nil {
+		var params, sel, tol, aff []byte
+		if err := rows.Scan(&sensorID, &triggerRef, &triggerLive, &ruleID, &ruleRef, &params, &sel, &tol, &aff); err != nil {
 			return fmt.Errorf("read rule row: %w", err)
 		}
 		sp := &specs[index[sensorID]]
@@ -184,6 +221,11 @@ func (s *pgSensorSource) attachRules(ctx context.Context, sql string, specs []se
 		}
 		if triggerLive && ruleID != nil {
 			sp.Rules = append(sp.Rules, sensorRule{ID: *ruleID, Ref: *ruleRef, TriggerRef: triggerRef, Params: nullableJSON(params)})
+			p, err := parseRulePlacement("rule "+*ruleRef, sel, tol, aff)
+			if err != nil && sp.PlacementError == "" {
+				sp.PlacementError = fmt.Sprintf("rule %s sensor-worker placement: %v", *ruleRef, err)
+			}
+			sp.Placements = append(sp.Placements, p)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -197,14 +239,14 @@ func (s *pgSensorSource) attachRules(ctx context.Context, sql string, specs []se
 }
 
 // attachVersions fills RuntimeVersions of every spec with one query.
-func (s *pgSensorSource) attachVersions(ctx context.Context, sql string, specs []sensorSpec) error {
+func attachVersions(ctx context.Context, q pgxQuerier, sql string, specs []sensorSpec) error {
 	var ids []int64
 	for _, sp := range specs {
 		if !slices.Contains(ids, sp.RuntimeID) {
 			ids = append(ids, sp.RuntimeID)
 		}
 	}
-	rows, err := s.pool.Query(ctx, sql, ids)
+	rows, err := q.Query(ctx, sql, ids)
 	if err != nil {
 		return fmt.Errorf("query runtime versions: %w", err)
 	}
@@ -243,40 +285,6 @@ func (s *pgSensorSource) noteSkipped(sp sensorSpec, reason string) {
 	if s.log != nil {
 		s.log.Info("sensor not run on this worker", "sensor", sp.Ref, "reason", reason)
 	}
-}
-
-// runtimeSupported reports whether a sensor's runtime (by name or any alias,
-// alias-normalised) is among the runtimes this worker advertises.
-func runtimeSupported(name string, aliases, workerRuntimes []string) bool {
-	for _, n := range append([]string{name}, aliases...) {
-		if n = normalizeRuntimeName(n); n != "" && slices.Contains(workerRuntimes, n) {
-			return true
-		}
-	}
-	return false
-}
-
-// selectorMatches reports whether every key of a worker_selector JSON object
-// equals the worker label of the same name. An empty, null or non-object
-// selector matches every worker; non-string values compare by their JSON text.
-func selectorMatches(raw []byte, labels map[string]string) bool {
-	if len(raw) == 0 {
-		return true
-	}
-	var sel map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &sel); err != nil {
-		return true
-	}
-	for k, v := range sel {
-		var want string
-		if err := json.Unmarshal(v, &want); err != nil {
-			want = strings.TrimSpace(string(v))
-		}
-		if got, ok := labels[k]; !ok || got != want {
-			return false
-		}
-	}
-	return true
 }
 
 // nullableJSON maps SQL NULL (and JSON null) to nil so callers see one form of "absent".

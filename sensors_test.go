@@ -302,43 +302,6 @@ func TestDesiredSensorsQueryCount(t *testing.T) {
 	}
 }
 
-// TestSelectorMatches is the worker_selector decision.
-func TestSelectorMatches(t *testing.T) {
-	labels := map[string]string{"zone": "a", "gpu": "true", "n": "1"}
-	cases := []struct {
-		name     string
-		selector string
-		want     bool
-	}{
-		{"absent", "", true},
-		{"null", "null", true},
-		{"empty object", "{}", true},
-		{"one key equal", `{"zone": "a"}`, true},
-		{"one key different", `{"zone": "b"}`, false},
-		{"label missing", `{"arch": "arm64"}`, false},
-		{"all keys equal", `{"zone": "a", "gpu": "true"}`, true},
-		{"one of two keys different", `{"zone": "a", "gpu": "false"}`, false},
-		{"bool compares by its JSON text", `{"gpu": true}`, true},
-		{"number compares by its JSON text", `{"n": 1}`, true},
-		{"empty string needs an empty label", `{"zone": ""}`, false},
-		{"not an object", `["zone"]`, true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var raw []byte
-			if tc.selector != "" {
-				raw = []byte(tc.selector)
-			}
-			if got := selectorMatches(raw, labels); got != tc.want {
-				t.Errorf("selectorMatches(%s): got %v, want %v", tc.selector, got, tc.want)
-			}
-		})
-	}
-	if selectorMatches([]byte(`{"zone": "a"}`), nil) {
-		t.Error("a selector matched a worker without labels")
-	}
-}
-
 // TestRuntimeSupported is the runtime decision: the runtime's name or any
 // alias, alias-normalised, among the worker's runtimes.
 func TestRuntimeSupported(t *testing.T) {

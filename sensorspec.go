@@ -19,12 +19,37 @@ type sensorSpec struct {
 	RuntimeVersionConstraint string          // sensor.runtime_version_constraint; "" when NULL
 	RuntimeVersions          []runtimeVersionRow
 	PackActiveReleaseDigest  string // current generation, "" when none
-	// Release is the pack release the sensor's workload pins (CONTRACT §12):
-	// set only on the newest generation, where the sensor runs under a lease
-	// from {packs_base_dir}/.releases/sha256/{digest}/pack; nil on older ones.
+	// Release is the pack release the sensor runs from on the newest
+	// generation (CONTRACT §12): in a reconcile pass the pack's active
+	// release (what an acquire would pin), in a launched spec the release
+	// its workload pinned; {packs_base_dir}/.releases/sha256/{digest}/pack.
+	// nil on older generations.
 	Release     *packRelease
 	Rules       []sensorRule // active rules of the sensor's enabled, active triggers
 	TriggerRefs []string     // all the sensor's trigger refs, sorted, unique
+
+	// Placements are the pack's, the sensor's and each active rule's worker
+	// placement (current generation); PlacementError names a rule placement
+	// the reference refuses to parse, which makes the sensor ineligible.
+	Placements     []placementRule
+	PlacementError string
+	// TransportDemand: config.inquiry_callback_adapters has an enabled
+	// adapter, which is demand even without an active rule (newest generation).
+	TransportDemand bool
+	// Workload is the lease state the reconcile pass saw (newest generation).
+	Workload workloadState
+	// Fence is the lease one process runs under, set by acquire for that
+	// start only; nil on older generations.
+	Fence *workloadFence
+}
+
+// workloadState is what the reconcile pass reads of a sensor's default
+// workload: its pinned release and whether another worker holds a live lease
+// (then this agent does not even try to acquire it).
+type workloadState struct {
+	ID            int64        // 0: no workload row yet
+	Pinned        *packRelease // the release the workload row pins
+	HeldElsewhere bool         // an unexpired lease of another worker or agent process
 }
 
 // runtimeVersionRow is one runtime_version row of the sensor's runtime.

@@ -77,6 +77,9 @@ type Service struct {
 	OnBeat func(id int64, at time.Time, c heartbeatCounters)
 	// OnStop runs after the sensors are stopped (e.g. remove the status file).
 	OnStop func()
+	// Leases renews the workload leases of the newest generation from
+	// registration until shutdown; nil on older generations.
+	Leases *agentLeases
 
 	passes atomic.Int64 // reconcile passes run, for tests and benchmarks
 }
@@ -107,6 +110,15 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	go func() { defer wg.Done(); hb.run(hbCtx) }()
 
+	leaseCtx, stopLeases := context.WithCancel(bg)
+	leasesDone := make(chan struct{})
+	go func() {
+		defer close(leasesDone)
+		if s.Leases != nil {
+			s.Leases.run(leaseCtx)
+		}
+	}()
+
 	kick := make(chan struct{}, 1)
 	packDeleted := make(chan string, 64)
 	notify := func(p prompt) {
@@ -135,6 +147,10 @@ func (s *Service) Run(ctx context.Context) error {
 	s.Log.Info("shutting down")
 	stopHB()
 	wg.Wait()
+	// Renewal ends before the row turns inactive (which would make every
+	// lease ineligible at the next renewal); the stops below release them.
+	stopLeases()
+	<-leasesDone
 	id = hb.workerID()
 	dctx, cancel := context.WithTimeout(bg, deregisterTimeout)
 	if err := s.Workers.deregister(dctx, id); err != nil {
@@ -142,6 +158,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cancel()
 	stopErr := s.stopSensors(ctx)
+	if s.Leases != nil {
+		s.Leases.wait(releaseTimeout + time.Second)
+	}
 	stopMQ()
 	<-mqDone
 	if s.OnStop != nil {

@@ -27,6 +27,9 @@ type testStack struct {
 	dir     string
 	db      *seedDB
 	packID  int64
+	// release is testpack's active release on the current generation,
+	// published at the first start (leased sensors need one to pin).
+	release *packRelease
 	rt      map[string]int64 // runtime name → id
 }
 
@@ -42,6 +45,11 @@ func newTestStack(t *testing.T, gen string) *testStack {
 	}
 	s.db = newSeedDB(t, s.dbURL)
 	s.packID = s.db.pack("testpack")
+	if gen == "legacy" {
+		s.api.preLeaseAPI()
+	} else {
+		s.api.useDatabase(t, s.dbURL)
+	}
 	for name, cfg := range map[string]string{
 		"Python":  `{"interpreter": {"binary": "python3", "args": ["-u"], "file_extension": ".py"}}`,
 		"Node.js": `{"interpreter": {"binary": "node", "file_extension": ".js"}}`,
@@ -72,9 +80,11 @@ func (s *testStack) writeSensorScript(name, body string) {
 	}
 }
 
-// start runs the agent against the stack.
+// start runs the agent against the stack (on the current generation after
+// publishing testpack's release, once).
 func (s *testStack) start(extra ...string) *agentProc {
 	s.t.Helper()
+	s.ensureRelease()
 	env := agentEnv(s.dbURL, s.amqpURL, s.api.URL(), s.dir,
 		append(extra, "LANG=C.UTF-8", "ATTUNE__SENSOR__WORKER_NAME="+s.name)...)
 	return startAgent(s.t, env)
@@ -180,4 +190,13 @@ func (s *testStack) workerRow() (status string, caps map[string]any, lastBeat ti
 	}
 	json.Unmarshal(raw, &caps)
 	return status, caps, lastBeat
+}
+
+// ensureRelease publishes testpack's release on the current generation.
+func (s *testStack) ensureRelease() {
+	if s.gen == "legacy" || s.release != nil {
+		return
+	}
+	r := publishRelease(s.t, s.db, filepath.Join(s.dir, "packs"), "testpack", s.packID, "1.0.0")
+	s.release = &r
 }

@@ -59,6 +59,9 @@ type supervisor struct {
 	// number of consecutive failures; nil means restartDelay with jitter.
 	// Tests inject a millisecond schedule so they need not wait 5 s.
 	backoff func(failures int) time.Duration
+	// leases takes and gives back the workload lease of every start on the
+	// newest generation (supervisorlease.go); nil on older ones.
+	leases sensorLeases
 	// healthyRun is how long a run must last for the failure count to start
 	// over; 0 means healthyRunReset (60 s). Injectable for the same reason.
 	healthyRun time.Duration
@@ -110,9 +113,13 @@ func (s *supervisor) run(ctx context.Context) {
 	defer s.closeLogs()
 	log := s.log.With("sensor", s.spec.Ref)
 	for ctx.Err() == nil {
-		spec := s.currentSpec()
-		l, err := s.launcher.launch(ctx, spec, s.stdout, s.stderr)
+		h, spec, ok := s.takeLease(ctx, s.currentSpec())
+		if !ok {
+			return // not ours to run now: the manager's next pass decides again
+		}
+		l, err := s.launchLeased(ctx, spec, h)
 		if err != nil {
+			s.giveBack(h)
 			if ctx.Err() != nil {
 				return
 			}
@@ -129,7 +136,10 @@ func (s *supervisor) run(ctx context.Context) {
 		s.setProc(l.proc)
 		log.Info("sensor started", "pid", l.proc.Pid(), "attempt", s.failures+1)
 		s.events.sensorStarted(spec, l.proc.Pid(), s.failures)
-		if !s.watch(ctx, log, spec, l) {
+		if h != nil {
+			s.leases.running(h)
+		}
+		if !s.watch(ctx, log, spec, l, h) {
 			return
 		}
 	}
@@ -138,7 +148,7 @@ func (s *supervisor) run(ctx context.Context) {
 // watch waits for one run of the sensor to end: an exit (then it waits out
 // the restart delay), a token rotation, or the end of ctx (then it stops the
 // process group). It reports whether the sensor should be launched again.
-func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpec, l launched) bool {
+func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpec, l launched, h *heldLease) bool {
 	started := time.Now()
 	var rotate <-chan time.Time // nil: no rotation, never ready
 	if l.rotateAfter > 0 {
@@ -148,10 +158,17 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 		defer t.Stop()
 		rotate = t.C
 	}
+	defer s.giveBack(h) // every way out ends this process's lease; a restart acquires anew
 	select {
+	case <-leaseLost(h):
+		st := s.stopProc(l.proc)
+		log.Info("sensor stopped: lease lost", "pid", l.proc.Pid(), "reason", h.reason)
+		s.events.sensorStopped(spec, st)
+		return false
 	case <-l.proc.Done():
 		st := l.proc.Status()
 		s.setProc(nil)
+		s.giveBack(h) // before the backoff wait: another worker may take it meanwhile
 		if ctx.Err() != nil {
 			s.events.sensorStopped(spec, st)
 			return false

@@ -137,6 +137,8 @@ type sensorTokenRequest struct {
 	AssignmentGeneration *int64   `json:"assignment_generation,omitempty"`
 	WorkerInstance       string   `json:"worker_instance,omitempty"`
 	TTLSeconds           int64    `json:"ttl_seconds"`
+
+	fence *workloadFence // the lease the answer's workload_fence must equal
 }
 
 // newSensorTokenRequest builds the token scope of a sensor: all its trigger
@@ -151,8 +153,15 @@ func newSensorTokenRequest(spec sensorSpec) (sensorTokenRequest, error) {
 	if err != nil {
 		return sensorTokenRequest{}, err
 	}
-	return sensorTokenRequest{SensorRef: spec.Ref, PackRef: spec.PackRef, TriggerTypes: triggers,
-		PermissionSetRefs: perms, TTLSeconds: sensorTokenTTLSeconds}, nil
+	req := sensorTokenRequest{SensorRef: spec.Ref, PackRef: spec.PackRef, TriggerTypes: triggers,
+		PermissionSetRefs: perms, TTLSeconds: sensorTokenTTLSeconds}
+	if f := spec.Fence; f != nil {
+		// Under a lease the newest API needs the fence (400 without it, 403
+		// when it names no live assignment); worker_instance is the worker JWT's.
+		req.WorkloadID, req.AssignmentGeneration, req.WorkerInstance = &f.WorkloadID, &f.Generation, f.WorkerInstance
+		req.fence = f
+	}
+	return req, nil
 }
 
 // sensorPermissionSetRefs reads config.cache_permission_set_refs: absent
@@ -295,6 +304,12 @@ func parseSensorTokenAnswer(req sensorTokenRequest, answer []byte, now time.Time
 			ExpiresAt         string   `json:"expires_at"`
 			TriggerTypes      []string `json:"trigger_types"`
 			PermissionSetRefs []string `json:"permission_set_refs"`
+			WorkloadFence     *struct {
+				WorkloadID     int64  `json:"workload_id"`
+				WorkerID       int64  `json:"worker_id"`
+				WorkerInstance string `json:"worker_instance"`
+				Generation     int64  `json:"generation"`
+			} `json:"workload_fence"`
 		} `json:"data"`
 	}
 	bad := func(why string) (sensorToken, error) {
@@ -317,6 +332,16 @@ func parseSensorTokenAnswer(req sensorTokenRequest, answer []byte, now time.Time
 		return bad("it omits pack_ref although permission sets were requested")
 	case d.Token == "":
 		return bad("it carries no token")
+	}
+	if f := req.fence; f != nil {
+		got := d.WorkloadFence
+		if got == nil {
+			return bad("it carries no workload_fence although the request was fenced")
+		}
+		if (workloadFence{got.WorkloadID, got.WorkerID, strings.ToLower(got.WorkerInstance), got.Generation}) != *f {
+			return bad(fmt.Sprintf("its workload_fence (workload %d, worker %d, generation %d) is not the lease held (workload %d, worker %d, generation %d)",
+				got.WorkloadID, got.WorkerID, got.Generation, f.WorkloadID, f.WorkerID, f.Generation))
+		}
 	}
 	exp, err := time.Parse(time.RFC3339, d.ExpiresAt)
 	if err != nil {

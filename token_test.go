@@ -177,6 +177,7 @@ func newTestTokenClient(t *testing.T, api *fakeAttuneAPI) (*sensorTokenClient, s
 
 func TestSensorTokenClientIssue(t *testing.T) {
 	api := newFakeAttuneAPI(t)
+	api.preLeaseAPI() // these tests exercise the unfenced (pre-lease) token path
 	api.setTokenTTL(2 * time.Hour)
 	c, req := newTestTokenClient(t, api)
 	tok, err := c.issue(t.Context(), req)
@@ -200,6 +201,7 @@ func TestSensorTokenClientIssue(t *testing.T) {
 
 func TestSensorTokenClientRetriesOnceOn401(t *testing.T) {
 	api := newFakeAttuneAPI(t)
+	api.preLeaseAPI() // these tests exercise the unfenced (pre-lease) token path
 	api.scriptToken(fakeTokenAnswer{Status: http.StatusUnauthorized})
 	c, req := newTestTokenClient(t, api)
 	if _, err := c.issue(t.Context(), req); err != nil {
@@ -228,6 +230,7 @@ func TestSensorTokenClientErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeAttuneAPI(t)
+			api.preLeaseAPI() // these tests exercise the unfenced (pre-lease) token path
 			api.scriptToken(tc.script...)
 			c, req := newTestTokenClient(t, api)
 			jwt, _ := c.signer.current()
@@ -253,6 +256,7 @@ func TestSensorTokenClientErrors(t *testing.T) {
 
 func TestSensorTokenClientHonoursContext(t *testing.T) {
 	api := newFakeAttuneAPI(t)
+	api.preLeaseAPI() // these tests exercise the unfenced (pre-lease) token path
 	c, req := newTestTokenClient(t, api)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
