@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +27,17 @@ type sensorSourceFixture struct {
 	queries *sensorQueryCounter
 	packID  int64
 	rt      map[string]int64 // runtime name → id
+	// workerID is the live worker row a current-generation pass reads.
+	workerID int64
+}
+
+// release gives pack packID (ref) an active release (current generation).
+func (f *sensorSourceFixture) release(packID int64, ref string) int64 {
+	digest := fmt.Sprintf("%064x", packID)
+	id := f.db.id(`INSERT INTO pack_release (pack, pack_ref, version, digest, content_path, archive_size, manifest)
+VALUES ($1, $2, '1.0.0', $3, 'x', 0, '{}') RETURNING id`, packID, ref, digest)
+	f.db.exec(`UPDATE pack SET active_release = $1 WHERE id = $2`, id, packID)
+	return id
 }
 
 func newSensorSourceFixture(t *testing.T, gen string) *sensorSourceFixture {
@@ -52,6 +64,14 @@ func newSensorSourceFixture(t *testing.T, gen string) *sensorSourceFixture {
 	}
 	f.src = &pgSensorSource{pool: pool, schema: si}
 	f.packID = f.db.pack("pk")
+	if gen == "current" {
+		// Leases: the pass reads this worker's liveness and needs a release to pin.
+		f.workerID = f.db.id(`INSERT INTO worker (name, worker_type, worker_role, status, capabilities, last_heartbeat)
+VALUES ('sensor-fixture', 'local', 'sensor', 'active', '{}', now()) RETURNING id`)
+		instance := newUUIDv4()
+		f.src.identity = func() (int64, string) { return f.workerID, instance }
+		f.release(f.packID, "pk")
+	}
 	for _, rt := range []struct{ ref, name, aliases string }{
 		{"core.python", "Python", "{python3}"},
 		{"core.nodejs", "Node.js", "{}"},      // name normalised to node
@@ -177,11 +197,27 @@ func TestDesiredSensorsEligibility(t *testing.T) {
 				f.db.exec(`UPDATE pack SET worker_selector = '{"zone": "a"}' WHERE id = $1`, sel)
 				f.db.exec(`UPDATE pack SET worker_selector = '{"zone": "b"}' WHERE id = $1`, other)
 				for ref, pack := range map[string]int64{"pksel": sel, "pkother": other} {
+					f.release(pack, ref)
 					id := f.db.sensor(pack, ref, ref+".s", "s.py", f.rt["Python"], "")
 					tr := f.db.trigger(pack, ref, ref+".t", id)
 					f.db.rule(pack, ref, ref+".r", tr, `{}`, true)
 				}
 				want = append(want, "pksel.s")
+				// Leases: no release to pin, a live lease of another worker,
+				// transport demand without a rule, a disabled adapter.
+				norel := f.db.pack("pknorel")
+				id := f.db.sensor(norel, "pknorel", "pknorel.s", "s.py", f.rt["Python"], "")
+				tr := f.db.trigger(norel, "pknorel", "pknorel.t", id)
+				f.db.rule(norel, "pknorel", "pknorel.r", tr, `{}`, true)
+				held := f.sensorWithRule("held_elsewhere", "Python")
+				otherWorker := f.db.id(`INSERT INTO worker (name, worker_type, worker_role, status, capabilities, last_heartbeat)
+VALUES ('sensor-other', 'local', 'sensor', 'active', '{}', now()) RETURNING id`)
+				wl := f.db.id(`INSERT INTO sensor_workload (sensor, workload_key) VALUES ($1, 'default') RETURNING id`, held.sensor)
+				f.db.exec(`INSERT INTO sensor_workload_assignment (workload, worker, worker_instance, generation, lease_expires_at, assigned_at, renewed_at)
+VALUES ($1, $2, gen_random_uuid(), 1, now() + interval '1 minute', now(), now())`, wl, otherWorker)
+				f.db.sensor(f.packID, "pk", "pk.transport", "t.py", f.rt["Python"], `{"inquiry_callback_adapters": {"slack.x": {"enabled": true}}}`)
+				f.db.sensor(f.packID, "pk", "pk.transport_off", "t.py", f.rt["Python"], `{"inquiry_callback_adapters": {"slack.x": {"enabled": false}}}`)
+				want = append(want, "pk.transport")
 			}
 			specs, _ := f.desired(t)
 			var got []string
@@ -193,8 +229,14 @@ func TestDesiredSensorsEligibility(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("desired sensors:\n got %v\nwant %v", got, want)
 			}
-			if !slices.IsSortedFunc(specs, func(a, b sensorSpec) int { return cmpInt64(a.ID, b.ID) }) {
-				t.Error("desired sensors not sorted by id")
+			if !slices.IsSortedFunc(specs, func(a, b sensorSpec) int { return strings.Compare(a.Ref, b.Ref) }) {
+				t.Error("desired sensors not in ref order")
+			}
+			if gen == "current" { // a cordoned worker runs nothing
+				f.db.exec(`UPDATE worker SET cordoned = true WHERE id = $1`, f.workerID)
+				if specs, _ := f.desired(t); len(specs) != 0 {
+					t.Errorf("cordoned worker: %d desired sensors, want none", len(specs))
+				}
 			}
 		})
 	}
@@ -226,18 +268,12 @@ func TestDesiredSensorsFields(t *testing.T) {
 				f.db.exec(`INSERT INTO runtime_version (runtime, runtime_ref, version, is_default, available)
 					VALUES ($1, 'core.native', '1', true, true)`, f.rt["Native"])
 				f.sensorWithRule("on_retired_runtime", "Native")
-				digest = "ab" + fmt.Sprintf("%062x", 1)
-				rel := f.db.id(`INSERT INTO pack_release (pack, pack_ref, version, digest, content_path, archive_size, manifest)
-					VALUES ($1, 'pk', '1.0.0', $2, 'x', 0, '{}') RETURNING id`, f.packID, digest)
-				f.db.exec(`UPDATE pack SET active_release = $1 WHERE id = $2`, rel, f.packID)
+				digest = fmt.Sprintf("%064x", f.packID) // the fixture's release
 			}
 
 			specs, _ := f.desired(t)
-			if want := map[string]int{"legacy": 1, "current": 2}[gen]; len(specs) != want {
-				t.Fatalf("desired %d sensors, want %d: %+v", len(specs), want, specs)
-			}
-			if gen == "current" && (specs[1].Ref != "pk.on_retired_runtime" || len(specs[1].RuntimeVersions) != 0) {
-				t.Errorf("sensor on a retired runtime: %s with versions %+v, want none", specs[1].Ref, specs[1].RuntimeVersions)
+			if len(specs) != 1 { // a retired runtime takes no new work (leases re-check it at acquire)
+				t.Fatalf("desired %d sensors, want 1: %+v", len(specs), specs)
 			}
 			sp := specs[0]
 			if sp.ID != s.sensor || sp.Ref != "pk.full" || sp.PackRef != "pk" || sp.Label != "pk.full" || sp.Entrypoint != "full.py" ||
@@ -278,8 +314,9 @@ func TestDesiredSensorsQueryCount(t *testing.T) {
 	for _, gen := range []string{"legacy", "current"} {
 		t.Run(gen, func(t *testing.T) {
 			f := newSensorSourceFixture(t, gen)
-			if _, n := f.desired(t); n != 1 {
-				t.Errorf("empty database: %d queries, want 1", n)
+			base := map[string]int64{"legacy": 0, "current": 1}[gen] // current: the worker's liveness
+			if _, n := f.desired(t); n != 1+base {
+				t.Errorf("empty database: %d queries, want %d", n, 1+base)
 			}
 			f.sensorWithRule("s0", "Python")
 			specs, n1 := f.desired(t)
@@ -290,8 +327,8 @@ func TestDesiredSensorsQueryCount(t *testing.T) {
 			if len(specs) != 1 || len(specs50) != 50 {
 				t.Fatalf("desired %d then %d sensors, want 1 then 50", len(specs), len(specs50))
 			}
-			if n1 != 3 || n50 != 3 {
-				t.Errorf("queries per pass: %d for 1 sensor, %d for 50; want 3 and 3", n1, n50)
+			if n1 != 3+base || n50 != 3+base {
+				t.Errorf("queries per pass: %d for 1 sensor, %d for 50; want %d and %d", n1, n50, 3+base, 3+base)
 			}
 			for _, sp := range specs50 {
 				if len(sp.Rules) != 1 || len(sp.TriggerRefs) != 1 {
