@@ -338,3 +338,128 @@ func TestPlacementParseRule(t *testing.T) {
 		})
 	}
 }
+
+// TestPlacementWorkerLabelsAndTaints is workerLabels and workerTaints: the
+// reference reads capabilities without validating them, and one malformed
+// entry empties the whole list.
+func TestPlacementWorkerLabelsAndTaints(t *testing.T) {
+	cases := []struct {
+		name       string
+		caps       string
+		wantLabels map[string]string
+		wantTaints []workerTaint
+	}{
+		{name: "SQL NULL capabilities"},
+		{name: "JSON null capabilities", caps: "null"},
+		{name: "capabilities not an object", caps: `["labels"]`},
+		{name: "capabilities not JSON", caps: `{"labels":`},
+		{name: "no labels or taints", caps: `{"runtimes": ["native"]}`},
+		{name: "labels and taints",
+			caps:       `{"labels": {"zone": "edge", "gpu": "nvidia"}, "taints": [{"key": "gpu", "value": "true", "effect": "no_schedule"}, {"key": "spot", "effect": "prefer_no_schedule"}]}`,
+			wantLabels: kv("zone", "edge", "gpu", "nvidia"),
+			wantTaints: []workerTaint{{Key: "gpu", Value: sptr("true"), Effect: taintNoSchedule}, {Key: "spot", Effect: taintPreferNoSchedule}}},
+		{name: "taint effect defaults to no_schedule", caps: `{"taints": [{"key": "gpu"}]}`, wantTaints: []workerTaint{{Key: "gpu", Effect: taintNoSchedule}}},
+		{name: "taint value null is absent", caps: `{"taints": [{"key": "gpu", "value": null}]}`, wantTaints: []workerTaint{{Key: "gpu", Effect: taintNoSchedule}}},
+		{name: "taint keys and values are not validated", caps: `{"taints": [{"key": "", "value": ""}]}`, wantTaints: []workerTaint{{Key: "", Value: sptr(""), Effect: taintNoSchedule}}},
+		{name: "labels are not validated", caps: `{"labels": {"zone": ""}}`, wantLabels: kv("zone", "")},
+		{name: "a non-string label drops all labels", caps: `{"labels": {"zone": "edge", "cores": 4}, "taints": [{"key": "gpu"}]}`, wantTaints: []workerTaint{{Key: "gpu", Effect: taintNoSchedule}}},
+		{name: "labels an array", caps: `{"labels": ["zone"]}`},
+		{name: "taints an object", caps: `{"taints": {"key": "gpu"}}`},
+		{name: "a taint with a bad effect drops all taints", caps: `{"labels": {"a": "b"}, "taints": [{"key": "gpu"}, {"key": "x", "effect": "NoSchedule"}]}`, wantLabels: kv("a", "b")},
+		{name: "a taint with a null effect drops all taints", caps: `{"taints": [{"key": "gpu", "effect": null}]}`},
+		{name: "a taint without key drops all taints", caps: `{"taints": [{"value": "x"}]}`},
+		{name: "taint in sequence form", caps: `{"taints": [["gpu", "true"]]}`, wantTaints: []workerTaint{{Key: "gpu", Value: sptr("true"), Effect: taintNoSchedule}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := workerLabels(raw(tc.caps)); len(got) != len(tc.wantLabels) || (len(got) > 0 && !reflect.DeepEqual(got, tc.wantLabels)) {
+				t.Errorf("workerLabels: want %v, got %v", tc.wantLabels, got)
+			}
+			if got := workerTaints(raw(tc.caps)); len(got) != len(tc.wantTaints) || (len(got) > 0 && !reflect.DeepEqual(got, tc.wantTaints)) {
+				t.Errorf("workerTaints: want %+v, got %+v", tc.wantTaints, got)
+			}
+		})
+	}
+}
+
+// TestPlacementReadsOwnCapabilities is the seam with capabilities.go: the
+// labels and taints this agent registers are read back unchanged, so its
+// own row is judged by what it advertises.
+func TestPlacementReadsOwnCapabilities(t *testing.T) {
+	caps := buildCapabilities(capabilityInput{
+		Labels:        kv("zone", "edge"),
+		Taints:        []Taint{{Key: "gpu", Value: "true", Effect: taintNoSchedule}, {Key: "spot"}},
+		SensorVersion: "0.1.0",
+	})
+	b, err := json.Marshal(caps)
+	if err != nil {
+		t.Fatalf("marshal capabilities: %v", err)
+	}
+	if got := workerLabels(b); !reflect.DeepEqual(got, kv("zone", "edge")) {
+		t.Errorf("workerLabels: want zone=edge, got %v", got)
+	}
+	want := []workerTaint{{Key: "gpu", Value: sptr("true"), Effect: taintNoSchedule}, {Key: "spot", Effect: taintNoSchedule}}
+	if got := workerTaints(b); !reflect.DeepEqual(got, want) {
+		t.Errorf("workerTaints: want %+v, got %+v", want, got)
+	}
+}
+
+// TestPlacementAdmissionScenarios runs whole rows through parsing and
+// matching the way sensor_admission.rs combines them (pack, then sensor,
+// then each active rule), including the scenario of the reference's
+// worker_eligibility_by_sensor_batches_counts_and_placement test.
+func TestPlacementAdmissionScenarios(t *testing.T) {
+	type ruleCols struct{ ref, sel, tol, aff string }
+	worker := `{"labels": {"site": "edge"}, "runtimes": ["python"], "taints": [{"key": "dedicated", "value": "sensors"}]}`
+	packTol := `[{"key": "dedicated", "value": "sensors"}]`
+	cases := []struct {
+		name        string
+		caps        string
+		packSel     string
+		packTol     string
+		sensorSel   string
+		rules       []ruleCols
+		want        bool
+		reason      string
+		wantRuleErr string
+	}{
+		{name: "reference: two matching rules", caps: `{"labels": {"site": "edge"}}`, rules: []ruleCols{{"p.a", `{"site": "edge"}`, "[]", "{}"}, {"p.b", `{"site": "edge"}`, "[]", "{}"}}, want: true},
+		{name: "reference: mismatching rule", caps: `{"labels": {"site": "edge"}}`, rules: []ruleCols{{"p.c", `{"site": "central"}`, "[]", "{}"}}, reason: "rule p.c: selector site=central not matched (worker has site=edge)"},
+		{name: "reference: idle sensor (disabled trigger, no active rule) judged by pack and sensor only", caps: `{"labels": {"site": "edge"}}`, want: true},
+		{name: "pack toleration covers the worker taint for every rule", caps: worker, packTol: packTol, rules: []ruleCols{{"p.a", `{"site": "edge"}`, "[]", "{}"}}, want: true},
+		{name: "worker taint untolerated", caps: worker, rules: []ruleCols{{"p.a", `{}`, "[]", "{}"}}, reason: "taint dedicated=sensors:no_schedule not tolerated"},
+		{name: "rule toleration covers the worker taint", caps: worker, rules: []ruleCols{{"p.a", `{}`, `[{"key": "dedicated", "operator": "exists"}]`, "{}"}}, want: true},
+		{name: "an invalid sensor selector constrains nothing", caps: worker, packTol: packTol, sensorSel: `{"site": ""}`, want: true},
+		{name: "pack selector", caps: worker, packTol: packTol, packSel: `{"site": "core"}`, reason: "pack: selector site=core"},
+		{name: "rule anti-affinity", caps: worker, packTol: packTol, rules: []ruleCols{{"p.a", `{}`, `[]`, `{"anti_affinity": [{"match_labels": {"site": "edge"}}]}`}}, reason: "rule p.a: anti-affinity term {site=edge} matched"},
+		{name: "an invalid rule placement is an error, not a mismatch", caps: worker, rules: []ruleCols{{"p.a", `{"site": ""}`, "[]", "{}"}}, wantRuleErr: "rule p.a"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			placements := []placementRule{
+				parseModelPlacement("pack", raw(tc.packSel), raw(tc.packTol), nil),
+				parseModelPlacement("sensor", raw(tc.sensorSel), nil, nil),
+			}
+			for _, r := range tc.rules {
+				p, err := parseRulePlacement("rule "+r.ref, raw(r.sel), raw(r.tol), raw(r.aff))
+				if err != nil {
+					if tc.wantRuleErr == "" || !strings.Contains(err.Error(), tc.wantRuleErr) {
+						t.Fatalf("parseRulePlacement: want error %q, got %v", tc.wantRuleErr, err)
+					}
+					return
+				}
+				placements = append(placements, p)
+			}
+			if tc.wantRuleErr != "" {
+				t.Fatalf("want a rule error containing %q, got none", tc.wantRuleErr)
+			}
+			labels, taints := workerLabels(raw(tc.caps)), workerTaints(raw(tc.caps))
+			if got := workerMatchesAll(labels, taints, placements); got != tc.want {
+				t.Fatalf("workerMatchesAll: want %v, got %v (%s)", tc.want, got, placementMismatch(labels, taints, placements))
+			}
+			if reason := placementMismatch(labels, taints, placements); !tc.want && !strings.Contains(reason, tc.reason) {
+				t.Fatalf("placementMismatch: want %q, got %q", tc.reason, reason)
+			}
+		})
+	}
+}
