@@ -134,6 +134,9 @@ func placementMismatch(labels map[string]string, taints []workerTaint, placement
 // selectorMismatch checks worker_selector: every key present with exactly
 // the same value (no trimming, no case folding).
 func selectorMismatch(labels, selector map[string]string) string {
+	if selectorHolds(labels, selector) {
+		return ""
+	}
 	for _, key := range sortedKeys(selector) {
 		want := selector[key]
 		got, ok := labels[key]
@@ -146,6 +149,18 @@ func selectorMismatch(labels, selector map[string]string) string {
 		return fmt.Sprintf("selector %s=%s not matched (worker has %s=%s)", key, want, key, got)
 	}
 	return ""
+}
+
+// selectorHolds is the allocation-free check behind selectorMismatch (the
+// reconcile pass asks it for every sensor every 2 s); keys are sorted only to
+// word a failure.
+func selectorHolds(labels, selector map[string]string) bool {
+	for key, want := range selector {
+		if got, ok := labels[key]; !ok || got != want {
+			return false
+		}
+	}
+	return true
 }
 
 // untoleratedTaint returns a reason for the first NoSchedule taint no
@@ -196,7 +211,7 @@ func requiredMismatch(labels map[string]string, required []selectorTerm) string 
 // termMatches is selector_term_matches: all match_labels by equality and
 // all expressions. An empty term matches every worker.
 func termMatches(labels map[string]string, term selectorTerm) bool {
-	if selectorMismatch(labels, term.MatchLabels) != "" {
+	if !selectorHolds(labels, term.MatchLabels) {
 		return false
 	}
 	for _, e := range term.MatchExpressions {
@@ -237,8 +252,10 @@ func describeTerm(term selectorTerm) string {
 			parts = append(parts, e.Key+" "+strings.ReplaceAll(e.Operator, "_", " ")+" ["+strings.Join(e.Values, ",")+"]")
 		case exprExists:
 			parts = append(parts, e.Key+" exists")
-		default:
+		case exprDoesNotExist:
 			parts = append(parts, e.Key+" does not exist")
+		default:
+			parts = append(parts, e.Key+" "+e.Operator+"?")
 		}
 	}
 	return "{" + strings.Join(parts, ", ") + "}"

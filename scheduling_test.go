@@ -127,7 +127,7 @@ func TestPlacementMatchTable(t *testing.T) {
 		{name: "Exists without the key", labels: kv(), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", exprExists))}, reason: "{gpu exists}"},
 		{name: "DoesNotExist without the key", labels: kv("zone", "a"), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", exprDoesNotExist))}, want: true},
 		{name: "DoesNotExist with the key", labels: kv("gpu", "x"), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", exprDoesNotExist))}, reason: "{gpu does not exist}"},
-		{name: "unknown operator never matches", labels: kv("gpu", "x"), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", "Exists"))}, reason: "required affinity"},
+		{name: "unknown operator never matches", labels: kv("gpu", "x"), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", "Exists"))}, reason: "required affinity {gpu Exists?} not matched"},
 		{name: "In compares values exactly", labels: kv("zone", "A"), placements: []placementRule{requiredOf("sensor", exprTerm("zone", exprIn, "a"))}, reason: "zone in [a]"},
 
 		// anti-affinity
@@ -567,4 +567,36 @@ func TestSchedulingStructuralCases(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkPlacementMatch is one sensor's decision as a reconcile pass makes
+// it: pack, sensor and three rule placements against a tainted worker.
+func BenchmarkPlacementMatch(b *testing.B) {
+	caps := json.RawMessage(`{"labels": {"zone": "edge", "arch": "x86", "gpu": "nvidia"}, "taints": [{"key": "dedicated", "value": "sensors"}]}`)
+	labels, taints := workerLabels(caps), workerTaints(caps)
+	placements := []placementRule{
+		parseModelPlacement("pack", raw(`{"zone": "edge"}`), raw(`[{"key": "dedicated", "operator": "exists"}]`), raw(`{}`)),
+		parseModelPlacement("sensor", raw(`{"arch": "x86"}`), raw(`[]`), raw(`{"required": [{"match_expressions": [{"key": "gpu", "operator": "in", "values": ["nvidia", "amd"]}]}]}`)),
+	}
+	for i := 0; i < 3; i++ {
+		p, err := parseRulePlacement("rule core.r", raw(`{"zone": "edge"}`), raw(`[]`), raw(`{"anti_affinity": [{"match_labels": {"spot": "true"}}]}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		placements = append(placements, p)
+	}
+	b.Run("match", func(b *testing.B) {
+		for b.Loop() {
+			if !workerMatchesAll(labels, taints, placements) {
+				b.Fatal("expected a match")
+			}
+		}
+	})
+	b.Run("parse-rule", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := parseRulePlacement("rule core.r", raw(`{"zone": "edge"}`), raw(`[]`), raw(`{"anti_affinity": [{"match_labels": {"spot": "true"}}]}`)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
