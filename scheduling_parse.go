@@ -1,12 +1,10 @@
 package main
 
-// scheduling_parse.go turns placement JSONB (pack and sensor worker_*,
-// rule sensor_worker_*, worker capabilities labels/taints) into the types of
-// scheduling.go, accepting and refusing exactly what the reference's serde
-// models do, then applying its validation. Go's encoding/json is laxer than
-// serde (null into a string is a no-op there, unknown enum text is just a
-// string), so the JSON is decoded into a generic tree and each field checked
-// by hand, the way serde_json::from_value checks a Value.
+// scheduling_parse.go turns placement columns (pack and sensor worker_*,
+// rule sensor_worker_*) and the worker's capabilities labels/taints into the
+// types of scheduling.go, with the reference's validation on top and its two
+// policies for bad data: models (pack, sensor) drop an invalid column, rules
+// fail. The serde-exact field decoding underneath is scheduling_decode.go.
 
 import (
 	"encoding/json"
