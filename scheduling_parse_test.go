@@ -25,7 +25,7 @@ func TestPlacementParseModel(t *testing.T) {
 	}{
 		{name: "SQL NULL everywhere", want: placementRule{}},
 		{name: "JSON null everywhere", sel: "null", tol: "null", aff: "null", want: placementRule{}},
-		{name: "column defaults", sel: "{}", tol: "[]", aff: "{}", want: placementRule{Selector: kv(), Tolerations: []toleration{}}},
+		{name: "column defaults", sel: "{}", tol: "[]", aff: "{}", want: placementRule{Selector: placementLabels(), Tolerations: []toleration{}}},
 		{name: "full placement",
 			sel: `{"zone": "edge"}`,
 			tol: `[{"key": "gpu", "operator": "exists"}, {"key": "dedicated", "value": "sensors", "effect": "no_schedule"}]`,
@@ -33,15 +33,15 @@ func TestPlacementParseModel(t *testing.T) {
 			       "preferred": [{"weight": 5, "preference": {"match_labels": {"disk": "ssd"}}}, {"preference": {}}],
 			       "anti_affinity": [{"match_expressions": [{"key": "spot", "operator": "exists"}, {"key": "gpu", "operator": "does_not_exist"}]}]}`,
 			want: placementRule{
-				Selector: kv("zone", "edge"),
+				Selector: placementLabels("zone", "edge"),
 				Tolerations: []toleration{
 					{Key: "gpu", Operator: tolerationExists},
-					{Key: "dedicated", Operator: tolerationEqual, Value: sptr("sensors"), Effect: taintNoSchedule},
+					{Key: "dedicated", Operator: tolerationEqual, Value: placementStrPtr("sensors"), Effect: taintNoSchedule},
 				},
 				Affinity: affinity{
-					Required: []selectorTerm{{MatchLabels: kv("arch", "x86"), MatchExpressions: []labelExpression{{Key: "zone", Operator: exprNotIn, Values: []string{"core"}}}}},
+					Required: []selectorTerm{{MatchLabels: placementLabels("arch", "x86"), MatchExpressions: []labelExpression{{Key: "zone", Operator: exprNotIn, Values: []string{"core"}}}}},
 					Preferred: []preferredTerm{
-						{Weight: 5, Preference: selectorTerm{MatchLabels: kv("disk", "ssd")}},
+						{Weight: 5, Preference: selectorTerm{MatchLabels: placementLabels("disk", "ssd")}},
 						{Weight: 1},
 					},
 					AntiAffinity: []selectorTerm{{MatchExpressions: []labelExpression{{Key: "spot", Operator: exprExists}, {Key: "gpu", Operator: exprDoesNotExist}}}},
@@ -52,12 +52,12 @@ func TestPlacementParseModel(t *testing.T) {
 		{name: "operator as a single-key object (serde unit variant)", tol: `[{"key": "gpu", "operator": {"exists": null}}]`, want: placementRule{Tolerations: gpuExists}},
 		{name: "toleration in serde sequence form", tol: `[["gpu", "exists"]]`, want: placementRule{Tolerations: gpuExists}},
 		{name: "toleration sequence form with every field", tol: `[["gpu", "equal", "true", "prefer_no_schedule"]]`,
-			want: placementRule{Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual, Value: sptr("true"), Effect: taintPreferNoSchedule}}}},
+			want: placementRule{Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual, Value: placementStrPtr("true"), Effect: taintPreferNoSchedule}}}},
 		{name: "toleration value and effect null are absent", tol: `[{"key": "gpu", "value": null, "effect": null}]`,
 			want: placementRule{Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual}}}},
 		{name: "affinity as an empty array is an empty affinity (serde sequence form)", aff: `[]`, want: placementRule{}},
 		{name: "Exists toleration may carry a blank value", tol: `[{"key": "gpu", "operator": "exists", "value": " "}]`,
-			want: placementRule{Tolerations: []toleration{{Key: "gpu", Operator: tolerationExists, Value: sptr(" ")}}}},
+			want: placementRule{Tolerations: []toleration{{Key: "gpu", Operator: tolerationExists, Value: placementStrPtr(" ")}}}},
 		{name: "a bad selector leaves the other columns alone", sel: `{"zone": 1}`, tol: `[{"key": "gpu", "operator": "exists"}]`, aff: `{"required": [{"match_labels": {"a": "b"}}]}`,
 			want: placementRule{Tolerations: gpuExists, Affinity: affinity{Required: []selectorTerm{labelsTerm("a", "b")}}}},
 
@@ -106,7 +106,7 @@ func TestPlacementParseModel(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.want.Source = "sensor"
-			got := parseModelPlacement("sensor", raw(tc.sel), raw(tc.tol), raw(tc.aff))
+			got := parseModelPlacement("sensor", placementJSON(tc.sel), placementJSON(tc.tol), placementJSON(tc.aff))
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("parseModelPlacement:\nwant %+v\n got %+v", tc.want, got)
 			}
@@ -115,7 +115,7 @@ func TestPlacementParseModel(t *testing.T) {
 }
 
 // raw turns "" into SQL NULL (nil) and anything else into its JSON bytes.
-func raw(s string) json.RawMessage {
+func placementJSON(s string) json.RawMessage {
 	if s == "" {
 		return nil
 	}
@@ -132,10 +132,10 @@ func TestPlacementParseRule(t *testing.T) {
 		want          placementRule
 		err           string // substring; "" means success
 	}{
-		{name: "column defaults", sel: "{}", tol: "[]", aff: "{}", want: placementRule{Selector: kv(), Tolerations: []toleration{}}},
+		{name: "column defaults", sel: "{}", tol: "[]", aff: "{}", want: placementRule{Selector: placementLabels(), Tolerations: []toleration{}}},
 		{name: "full placement", sel: `{"site": "edge"}`, tol: `[{"key": "gpu", "operator": "exists", "effect": "no_schedule"}]`,
 			aff: `{"anti_affinity": [{"match_labels": {"spot": "true"}}]}`,
-			want: placementRule{Selector: kv("site", "edge"), Tolerations: []toleration{{Key: "gpu", Operator: tolerationExists, Effect: taintNoSchedule}},
+			want: placementRule{Selector: placementLabels("site", "edge"), Tolerations: []toleration{{Key: "gpu", Operator: tolerationExists, Effect: taintNoSchedule}},
 				Affinity: affinity{AntiAffinity: []selectorTerm{labelsTerm("spot", "true")}}}},
 		{name: "selector SQL NULL", tol: "[]", aff: "{}", err: "rule core.r: sensor_worker_selector must be an object, got null"},
 		{name: "selector JSON null", sel: "null", tol: "[]", aff: "{}", err: "sensor_worker_selector must be an object, got null"},
@@ -154,7 +154,7 @@ func TestPlacementParseRule(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseRulePlacement("rule core.r", raw(tc.sel), raw(tc.tol), raw(tc.aff))
+			got, err := parseRulePlacement("rule core.r", placementJSON(tc.sel), placementJSON(tc.tol), placementJSON(tc.aff))
 			if tc.err != "" {
 				if err == nil {
 					t.Fatalf("want an error containing %q, got %+v", tc.err, got)
@@ -195,26 +195,26 @@ func TestPlacementWorkerLabelsAndTaints(t *testing.T) {
 		{name: "no labels or taints", caps: `{"runtimes": ["native"]}`},
 		{name: "labels and taints",
 			caps:       `{"labels": {"zone": "edge", "gpu": "nvidia"}, "taints": [{"key": "gpu", "value": "true", "effect": "no_schedule"}, {"key": "spot", "effect": "prefer_no_schedule"}]}`,
-			wantLabels: kv("zone", "edge", "gpu", "nvidia"),
-			wantTaints: []workerTaint{{Key: "gpu", Value: sptr("true"), Effect: taintNoSchedule}, {Key: "spot", Effect: taintPreferNoSchedule}}},
+			wantLabels: placementLabels("zone", "edge", "gpu", "nvidia"),
+			wantTaints: []workerTaint{{Key: "gpu", Value: placementStrPtr("true"), Effect: taintNoSchedule}, {Key: "spot", Effect: taintPreferNoSchedule}}},
 		{name: "taint effect defaults to no_schedule", caps: `{"taints": [{"key": "gpu"}]}`, wantTaints: []workerTaint{{Key: "gpu", Effect: taintNoSchedule}}},
 		{name: "taint value null is absent", caps: `{"taints": [{"key": "gpu", "value": null}]}`, wantTaints: []workerTaint{{Key: "gpu", Effect: taintNoSchedule}}},
-		{name: "taint keys and values are not validated", caps: `{"taints": [{"key": "", "value": ""}]}`, wantTaints: []workerTaint{{Key: "", Value: sptr(""), Effect: taintNoSchedule}}},
-		{name: "labels are not validated", caps: `{"labels": {"zone": ""}}`, wantLabels: kv("zone", "")},
+		{name: "taint keys and values are not validated", caps: `{"taints": [{"key": "", "value": ""}]}`, wantTaints: []workerTaint{{Key: "", Value: placementStrPtr(""), Effect: taintNoSchedule}}},
+		{name: "labels are not validated", caps: `{"labels": {"zone": ""}}`, wantLabels: placementLabels("zone", "")},
 		{name: "a non-string label drops all labels", caps: `{"labels": {"zone": "edge", "cores": 4}, "taints": [{"key": "gpu"}]}`, wantTaints: []workerTaint{{Key: "gpu", Effect: taintNoSchedule}}},
 		{name: "labels an array", caps: `{"labels": ["zone"]}`},
 		{name: "taints an object", caps: `{"taints": {"key": "gpu"}}`},
-		{name: "a taint with a bad effect drops all taints", caps: `{"labels": {"a": "b"}, "taints": [{"key": "gpu"}, {"key": "x", "effect": "NoSchedule"}]}`, wantLabels: kv("a", "b")},
+		{name: "a taint with a bad effect drops all taints", caps: `{"labels": {"a": "b"}, "taints": [{"key": "gpu"}, {"key": "x", "effect": "NoSchedule"}]}`, wantLabels: placementLabels("a", "b")},
 		{name: "a taint with a null effect drops all taints", caps: `{"taints": [{"key": "gpu", "effect": null}]}`},
 		{name: "a taint without key drops all taints", caps: `{"taints": [{"value": "x"}]}`},
-		{name: "taint in sequence form", caps: `{"taints": [["gpu", "true"]]}`, wantTaints: []workerTaint{{Key: "gpu", Value: sptr("true"), Effect: taintNoSchedule}}},
+		{name: "taint in sequence form", caps: `{"taints": [["gpu", "true"]]}`, wantTaints: []workerTaint{{Key: "gpu", Value: placementStrPtr("true"), Effect: taintNoSchedule}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := workerLabels(raw(tc.caps)); len(got) != len(tc.wantLabels) || (len(got) > 0 && !reflect.DeepEqual(got, tc.wantLabels)) {
+			if got := workerLabels(placementJSON(tc.caps)); len(got) != len(tc.wantLabels) || (len(got) > 0 && !reflect.DeepEqual(got, tc.wantLabels)) {
 				t.Errorf("workerLabels: want %v, got %v", tc.wantLabels, got)
 			}
-			if got := workerTaints(raw(tc.caps)); len(got) != len(tc.wantTaints) || (len(got) > 0 && !reflect.DeepEqual(got, tc.wantTaints)) {
+			if got := workerTaints(placementJSON(tc.caps)); len(got) != len(tc.wantTaints) || (len(got) > 0 && !reflect.DeepEqual(got, tc.wantTaints)) {
 				t.Errorf("workerTaints: want %+v, got %+v", tc.wantTaints, got)
 			}
 		})
@@ -226,7 +226,7 @@ func TestPlacementWorkerLabelsAndTaints(t *testing.T) {
 // own row is judged by what it advertises.
 func TestPlacementReadsOwnCapabilities(t *testing.T) {
 	caps := buildCapabilities(capabilityInput{
-		Labels:        kv("zone", "edge"),
+		Labels:        placementLabels("zone", "edge"),
 		Taints:        []Taint{{Key: "gpu", Value: "true", Effect: taintNoSchedule}, {Key: "spot"}},
 		SensorVersion: "0.1.0",
 	})
@@ -234,10 +234,10 @@ func TestPlacementReadsOwnCapabilities(t *testing.T) {
 	if err != nil {
 		t.Fatalf("marshal capabilities: %v", err)
 	}
-	if got := workerLabels(b); !reflect.DeepEqual(got, kv("zone", "edge")) {
+	if got := workerLabels(b); !reflect.DeepEqual(got, placementLabels("zone", "edge")) {
 		t.Errorf("workerLabels: want zone=edge, got %v", got)
 	}
-	want := []workerTaint{{Key: "gpu", Value: sptr("true"), Effect: taintNoSchedule}, {Key: "spot", Effect: taintNoSchedule}}
+	want := []workerTaint{{Key: "gpu", Value: placementStrPtr("true"), Effect: taintNoSchedule}, {Key: "spot", Effect: taintNoSchedule}}
 	if got := workerTaints(b); !reflect.DeepEqual(got, want) {
 		t.Errorf("workerTaints: want %+v, got %+v", want, got)
 	}

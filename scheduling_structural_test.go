@@ -47,7 +47,7 @@ func TestSchedulingStructuralAgreesWithBruteForce(t *testing.T) {
 		return false
 	}
 	checked, compatible := 0, 0
-	for _, sel := range []map[string]string{nil, kv("k", "a"), kv("k", "b")} {
+	for _, sel := range []map[string]string{nil, placementLabels("k", "a"), placementLabels("k", "b")} {
 		for _, req := range required {
 			for _, an := range anti {
 				placements := []placementRule{{Source: "sensor", Selector: sel, Affinity: affinity{Required: req, AntiAffinity: an}}}
@@ -84,20 +84,20 @@ func TestSchedulingStructuralCases(t *testing.T) {
 		want       placementCompatibility
 	}{
 		{name: "no placements", want: placementCompatible},
-		{name: "conjunction across placements", placements: []placementRule{{Selector: kv("k", "a")}, {Selector: kv("k", "b")}}, want: placementIncompatible},
-		{name: "admission: conflicting selector values", placements: []placementRule{{Source: "pack", Selector: kv("zone", "edge")}, {Source: "rule r", Selector: kv("zone", "internal")}}, want: placementIncompatible},
-		{name: "equal selectors agree", placements: []placementRule{{Selector: kv("zone", "edge")}, {Selector: kv("zone", "edge")}}, want: placementCompatible},
-		{name: "selector against another placement's anti-affinity", placements: []placementRule{{Selector: kv("zone", "edge")}, antiOf("rule r", labelsTerm("zone", "edge"))}, want: placementIncompatible},
-		{name: "required groups from two placements must both hold", placements: []placementRule{requiredOf("pack", exprTerm("k", exprIn, "a")), requiredOf("rule", exprTerm("k", exprNotIn, "a"))}, want: placementIncompatible},
-		{name: "required In and anti Exists on another key", placements: []placementRule{requiredOf("pack", exprTerm("k", exprIn, "a")), antiOf("rule", exprTerm("q", exprExists))}, want: placementCompatible},
+		{name: "conjunction across placements", placements: []placementRule{{Selector: placementLabels("k", "a")}, {Selector: placementLabels("k", "b")}}, want: placementIncompatible},
+		{name: "admission: conflicting selector values", placements: []placementRule{{Source: "pack", Selector: placementLabels("zone", "edge")}, {Source: "rule r", Selector: placementLabels("zone", "internal")}}, want: placementIncompatible},
+		{name: "equal selectors agree", placements: []placementRule{{Selector: placementLabels("zone", "edge")}, {Selector: placementLabels("zone", "edge")}}, want: placementCompatible},
+		{name: "selector against another placement's anti-affinity", placements: []placementRule{{Selector: placementLabels("zone", "edge")}, antiPlacement("rule r", labelsTerm("zone", "edge"))}, want: placementIncompatible},
+		{name: "required groups from two placements must both hold", placements: []placementRule{requiredPlacement("pack", exprTerm("k", exprIn, "a")), requiredPlacement("rule", exprTerm("k", exprNotIn, "a"))}, want: placementIncompatible},
+		{name: "required In and anti Exists on another key", placements: []placementRule{requiredPlacement("pack", exprTerm("k", exprIn, "a")), antiPlacement("rule", exprTerm("q", exprExists))}, want: placementCompatible},
 		{name: "tolerations and preferred terms are ignored", placements: []placementRule{{Tolerations: []toleration{{Key: "x"}}, Affinity: affinity{Preferred: []preferredTerm{{Weight: 1, Preference: labelsTerm("k", "a")}}}}}, want: placementCompatible},
-		{name: "input exhaustion is indeterminate", placements: []placementRule{{Selector: kv("k", "a")}}, budget: structuralBudget{MaxInputItems: 1, MaxInputBytes: 1 << 20, MaxSearchSteps: 262144}, want: placementIndeterminate},
-		{name: "input bytes exhaustion is indeterminate", placements: []placementRule{{Selector: kv("key", "value")}}, budget: structuralBudget{MaxInputItems: 100, MaxInputBytes: 7, MaxSearchSteps: 262144}, want: placementIndeterminate},
-		{name: "a conflict found before the budget runs out is incompatible", placements: []placementRule{{Selector: kv("k", "a")}, {Selector: kv("k", "b")}, {Selector: kv("q", "c")}}, budget: structuralBudget{MaxInputItems: 4, MaxInputBytes: 1 << 20, MaxSearchSteps: 262144}, want: placementIncompatible},
+		{name: "input exhaustion is indeterminate", placements: []placementRule{{Selector: placementLabels("k", "a")}}, budget: structuralBudget{MaxInputItems: 1, MaxInputBytes: 1 << 20, MaxSearchSteps: 262144}, want: placementIndeterminate},
+		{name: "input bytes exhaustion is indeterminate", placements: []placementRule{{Selector: placementLabels("key", "value")}}, budget: structuralBudget{MaxInputItems: 100, MaxInputBytes: 7, MaxSearchSteps: 262144}, want: placementIndeterminate},
+		{name: "a conflict found before the budget runs out is incompatible", placements: []placementRule{{Selector: placementLabels("k", "a")}, {Selector: placementLabels("k", "b")}, {Selector: placementLabels("q", "c")}}, budget: structuralBudget{MaxInputItems: 4, MaxInputBytes: 1 << 20, MaxSearchSteps: 262144}, want: placementIncompatible},
 		{name: "search exhaustion is indeterminate", placements: []placementRule{{Affinity: affinity{Required: []selectorTerm{exists}, AntiAffinity: []selectorTerm{exists}}}}, budget: structuralBudget{MaxInputItems: 16384, MaxInputBytes: 1 << 20, MaxSearchSteps: 1}, want: placementIndeterminate},
 		{name: "the same with the default budget is incompatible", placements: []placementRule{{Affinity: affinity{Required: []selectorTerm{exists}, AntiAffinity: []selectorTerm{exists}}}}, want: placementIncompatible},
-		{name: "many keys without recursion", placements: []placementRule{requiredOf("sensor", selectorTerm{MatchLabels: many})}, budget: structuralBudget{MaxInputItems: 20002, MaxInputBytes: 1 << 20, MaxSearchSteps: 32}, want: placementIndeterminate},
-		{name: "many keys with the default budget", placements: []placementRule{requiredOf("sensor", selectorTerm{MatchLabels: many})}, want: placementCompatible},
+		{name: "many keys without recursion", placements: []placementRule{requiredPlacement("sensor", selectorTerm{MatchLabels: many})}, budget: structuralBudget{MaxInputItems: 20002, MaxInputBytes: 1 << 20, MaxSearchSteps: 32}, want: placementIndeterminate},
+		{name: "many keys with the default budget", placements: []placementRule{requiredPlacement("sensor", selectorTerm{MatchLabels: many})}, want: placementCompatible},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

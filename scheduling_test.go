@@ -11,10 +11,10 @@ import (
 	"testing"
 )
 
-func sptr(s string) *string { return &s }
+func placementStrPtr(s string) *string { return &s }
 
 // kv builds a label map from key, value pairs.
-func kv(pairs ...string) map[string]string {
+func placementLabels(pairs ...string) map[string]string {
 	m := map[string]string{}
 	for i := 0; i+1 < len(pairs); i += 2 {
 		m[pairs[i]] = pairs[i+1]
@@ -22,23 +22,25 @@ func kv(pairs ...string) map[string]string {
 	return m
 }
 
-func labelsTerm(pairs ...string) selectorTerm { return selectorTerm{MatchLabels: kv(pairs...)} }
+func labelsTerm(pairs ...string) selectorTerm {
+	return selectorTerm{MatchLabels: placementLabels(pairs...)}
+}
 
 func exprTerm(key, op string, values ...string) selectorTerm {
 	return selectorTerm{MatchExpressions: []labelExpression{{Key: key, Operator: op, Values: values}}}
 }
 
-func requiredOf(source string, terms ...selectorTerm) placementRule {
+func requiredPlacement(source string, terms ...selectorTerm) placementRule {
 	return placementRule{Source: source, Affinity: affinity{Required: terms}}
 }
 
-func antiOf(source string, terms ...selectorTerm) placementRule {
+func antiPlacement(source string, terms ...selectorTerm) placementRule {
 	return placementRule{Source: source, Affinity: affinity{AntiAffinity: terms}}
 }
 
 var (
-	gpuNoSchedule   = workerTaint{Key: "gpu", Value: sptr("true"), Effect: taintNoSchedule}
-	gpuPreferNoSch  = workerTaint{Key: "gpu", Value: sptr("true"), Effect: taintPreferNoSchedule}
+	gpuNoSchedule   = workerTaint{Key: "gpu", Value: placementStrPtr("true"), Effect: taintNoSchedule}
+	gpuPreferNoSch  = workerTaint{Key: "gpu", Value: placementStrPtr("true"), Effect: taintPreferNoSchedule}
 	bareNoSchedule  = workerTaint{Key: "dedicated", Effect: taintNoSchedule}
 	sensorPlacement = placementRule{Source: "sensor"}
 )
@@ -58,36 +60,36 @@ func TestPlacementMatchTable(t *testing.T) {
 		{name: "no placements match", want: true},
 		{name: "no placements match even an untolerated NoSchedule taint (all over nothing)", taints: []workerTaint{gpuNoSchedule}, want: true},
 		{name: "empty placement, untainted worker", placements: []placementRule{sensorPlacement}, want: true},
-		{name: "empty placement, worker with labels", labels: kv("zone", "a"), placements: []placementRule{sensorPlacement}, want: true},
+		{name: "empty placement, worker with labels", labels: placementLabels("zone", "a"), placements: []placementRule{sensorPlacement}, want: true},
 
 		// selectors
-		{name: "selector equal", labels: kv("zone", "edge", "arch", "x86"), placements: []placementRule{{Source: "sensor", Selector: kv("zone", "edge")}}, want: true},
-		{name: "selector value differs", labels: kv("zone", "core"), placements: []placementRule{{Source: "rule core.x", Selector: kv("zone", "edge")}}, reason: "rule core.x: selector zone=edge not matched (worker has zone=core)"},
-		{name: "selector key missing", labels: kv("arch", "x86"), placements: []placementRule{{Source: "pack", Selector: kv("zone", "edge")}}, reason: "pack: selector zone=edge not matched (worker has no zone label)"},
-		{name: "selector compares case exactly", labels: kv("zone", "Edge"), placements: []placementRule{{Source: "sensor", Selector: kv("zone", "edge")}}, reason: "zone=edge"},
-		{name: "selector compares whitespace exactly", labels: kv("zone", "edge "), placements: []placementRule{{Source: "sensor", Selector: kv("zone", "edge")}}, reason: "zone=edge"},
-		{name: "selector keys are case sensitive", labels: kv("Zone", "edge"), placements: []placementRule{{Source: "sensor", Selector: kv("zone", "edge")}}, reason: "no zone label"},
-		{name: "every selector key must match", labels: kv("zone", "edge", "gpu", "amd"), placements: []placementRule{{Source: "sensor", Selector: kv("zone", "edge", "gpu", "nvidia")}}, reason: "gpu=nvidia"},
-		{name: "every placement's selector must match", labels: kv("zone", "edge"), placements: []placementRule{{Source: "pack", Selector: kv("zone", "edge")}, {Source: "rule core.r", Selector: kv("site", "a")}}, reason: "rule core.r: selector site=a"},
+		{name: "selector equal", labels: placementLabels("zone", "edge", "arch", "x86"), placements: []placementRule{{Source: "sensor", Selector: placementLabels("zone", "edge")}}, want: true},
+		{name: "selector value differs", labels: placementLabels("zone", "core"), placements: []placementRule{{Source: "rule core.x", Selector: placementLabels("zone", "edge")}}, reason: "rule core.x: selector zone=edge not matched (worker has zone=core)"},
+		{name: "selector key missing", labels: placementLabels("arch", "x86"), placements: []placementRule{{Source: "pack", Selector: placementLabels("zone", "edge")}}, reason: "pack: selector zone=edge not matched (worker has no zone label)"},
+		{name: "selector compares case exactly", labels: placementLabels("zone", "Edge"), placements: []placementRule{{Source: "sensor", Selector: placementLabels("zone", "edge")}}, reason: "zone=edge"},
+		{name: "selector compares whitespace exactly", labels: placementLabels("zone", "edge "), placements: []placementRule{{Source: "sensor", Selector: placementLabels("zone", "edge")}}, reason: "zone=edge"},
+		{name: "selector keys are case sensitive", labels: placementLabels("Zone", "edge"), placements: []placementRule{{Source: "sensor", Selector: placementLabels("zone", "edge")}}, reason: "no zone label"},
+		{name: "every selector key must match", labels: placementLabels("zone", "edge", "gpu", "amd"), placements: []placementRule{{Source: "sensor", Selector: placementLabels("zone", "edge", "gpu", "nvidia")}}, reason: "gpu=nvidia"},
+		{name: "every placement's selector must match", labels: placementLabels("zone", "edge"), placements: []placementRule{{Source: "pack", Selector: placementLabels("zone", "edge")}, {Source: "rule core.r", Selector: placementLabels("site", "a")}}, reason: "rule core.r: selector site=a"},
 
 		// taints and tolerations
 		{name: "untolerated NoSchedule taint fails", taints: []workerTaint{gpuNoSchedule}, placements: []placementRule{sensorPlacement}, reason: "taint gpu=true:no_schedule not tolerated"},
 		{name: "untolerated valueless taint fails", taints: []workerTaint{bareNoSchedule}, placements: []placementRule{sensorPlacement}, reason: "taint dedicated:no_schedule not tolerated"},
 		{name: "PreferNoSchedule taint does not exclude", taints: []workerTaint{gpuPreferNoSch}, placements: []placementRule{sensorPlacement}, want: true},
 		{name: "Equal toleration with the same value", taints: []workerTaint{gpuNoSchedule},
-			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual, Value: sptr("true")}}}}, want: true},
+			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual, Value: placementStrPtr("true")}}}}, want: true},
 		{name: "Equal toleration with another value", taints: []workerTaint{gpuNoSchedule},
-			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual, Value: sptr("false")}}}}, reason: "taint gpu=true"},
+			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual, Value: placementStrPtr("false")}}}}, reason: "taint gpu=true"},
 		{name: "Equal toleration without value does not match a valued taint", taints: []workerTaint{gpuNoSchedule},
 			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual}}}}, reason: "taint gpu=true"},
 		{name: "Equal toleration without value matches a valueless taint", taints: []workerTaint{bareNoSchedule},
 			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "dedicated", Operator: tolerationEqual}}}}, want: true},
 		{name: "Equal toleration with a value does not match a valueless taint", taints: []workerTaint{bareNoSchedule},
-			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "dedicated", Operator: tolerationEqual, Value: sptr("x")}}}}, reason: "taint dedicated"},
-		{name: "Equal absent value differs from an empty taint value", taints: []workerTaint{{Key: "k", Value: sptr(""), Effect: taintNoSchedule}},
+			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "dedicated", Operator: tolerationEqual, Value: placementStrPtr("x")}}}}, reason: "taint dedicated"},
+		{name: "Equal absent value differs from an empty taint value", taints: []workerTaint{{Key: "k", Value: placementStrPtr(""), Effect: taintNoSchedule}},
 			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "k", Operator: tolerationEqual}}}}, reason: "taint k=:no_schedule"},
 		{name: "Exists toleration ignores the value", taints: []workerTaint{gpuNoSchedule},
-			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationExists, Value: sptr("other")}}}}, want: true},
+			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationExists, Value: placementStrPtr("other")}}}}, want: true},
 		{name: "toleration for another key does not help", taints: []workerTaint{gpuNoSchedule},
 			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "tpu", Operator: tolerationExists}}}}, reason: "taint gpu"},
 		{name: "empty toleration key is no wildcard", taints: []workerTaint{gpuNoSchedule},
@@ -108,45 +110,45 @@ func TestPlacementMatchTable(t *testing.T) {
 			}, want: true},
 
 		// required affinity
-		{name: "required term by labels", labels: kv("zone", "a"), placements: []placementRule{requiredOf("sensor", labelsTerm("zone", "a"))}, want: true},
-		{name: "required term not matched", labels: kv("zone", "b"), placements: []placementRule{requiredOf("sensor", labelsTerm("zone", "a"))}, reason: "sensor: required affinity {zone=a} not matched"},
-		{name: "required terms are OR", labels: kv("zone", "b"), placements: []placementRule{requiredOf("sensor", labelsTerm("zone", "a"), labelsTerm("zone", "b"))}, want: true},
-		{name: "none of several required terms", labels: kv("zone", "c"), placements: []placementRule{requiredOf("sensor", labelsTerm("zone", "a"), labelsTerm("zone", "b"))}, reason: "sensor: none of 2 required affinity terms matched (first: {zone=a})"},
-		{name: "a term is AND", labels: kv("zone", "a"), placements: []placementRule{requiredOf("sensor", selectorTerm{MatchLabels: kv("zone", "a"), MatchExpressions: []labelExpression{{Key: "gpu", Operator: exprExists}}})}, reason: "{zone=a, gpu exists}"},
-		{name: "empty required term matches anything", labels: kv(), placements: []placementRule{requiredOf("sensor", selectorTerm{})}, want: true},
-		{name: "In with the value", labels: kv("zone", "b"), placements: []placementRule{requiredOf("sensor", exprTerm("zone", exprIn, "a", "b"))}, want: true},
-		{name: "In without the value", labels: kv("zone", "c"), placements: []placementRule{requiredOf("sensor", exprTerm("zone", exprIn, "a", "b"))}, reason: "{zone in [a,b]}"},
-		{name: "In with the key absent", labels: kv(), placements: []placementRule{requiredOf("sensor", exprTerm("zone", exprIn, "a"))}, reason: "zone in [a]"},
-		{name: "NotIn with another value", labels: kv("zone", "c"), placements: []placementRule{requiredOf("sensor", exprTerm("zone", exprNotIn, "a", "b"))}, want: true},
-		{name: "NotIn with the value", labels: kv("zone", "a"), placements: []placementRule{requiredOf("sensor", exprTerm("zone", exprNotIn, "a", "b"))}, reason: "{zone not in [a,b]}"},
-		{name: "NotIn with the key absent", labels: kv(), placements: []placementRule{requiredOf("sensor", exprTerm("zone", exprNotIn, "a"))}, want: true},
-		{name: "Exists with the key", labels: kv("gpu", ""), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", exprExists))}, want: true},
-		{name: "Exists without the key", labels: kv(), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", exprExists))}, reason: "{gpu exists}"},
-		{name: "DoesNotExist without the key", labels: kv("zone", "a"), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", exprDoesNotExist))}, want: true},
-		{name: "DoesNotExist with the key", labels: kv("gpu", "x"), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", exprDoesNotExist))}, reason: "{gpu does not exist}"},
-		{name: "unknown operator never matches", labels: kv("gpu", "x"), placements: []placementRule{requiredOf("sensor", exprTerm("gpu", "Exists"))}, reason: "required affinity {gpu Exists?} not matched"},
-		{name: "In compares values exactly", labels: kv("zone", "A"), placements: []placementRule{requiredOf("sensor", exprTerm("zone", exprIn, "a"))}, reason: "zone in [a]"},
+		{name: "required term by labels", labels: placementLabels("zone", "a"), placements: []placementRule{requiredPlacement("sensor", labelsTerm("zone", "a"))}, want: true},
+		{name: "required term not matched", labels: placementLabels("zone", "b"), placements: []placementRule{requiredPlacement("sensor", labelsTerm("zone", "a"))}, reason: "sensor: required affinity {zone=a} not matched"},
+		{name: "required terms are OR", labels: placementLabels("zone", "b"), placements: []placementRule{requiredPlacement("sensor", labelsTerm("zone", "a"), labelsTerm("zone", "b"))}, want: true},
+		{name: "none of several required terms", labels: placementLabels("zone", "c"), placements: []placementRule{requiredPlacement("sensor", labelsTerm("zone", "a"), labelsTerm("zone", "b"))}, reason: "sensor: none of 2 required affinity terms matched (first: {zone=a})"},
+		{name: "a term is AND", labels: placementLabels("zone", "a"), placements: []placementRule{requiredPlacement("sensor", selectorTerm{MatchLabels: placementLabels("zone", "a"), MatchExpressions: []labelExpression{{Key: "gpu", Operator: exprExists}}})}, reason: "{zone=a, gpu exists}"},
+		{name: "empty required term matches anything", labels: placementLabels(), placements: []placementRule{requiredPlacement("sensor", selectorTerm{})}, want: true},
+		{name: "In with the value", labels: placementLabels("zone", "b"), placements: []placementRule{requiredPlacement("sensor", exprTerm("zone", exprIn, "a", "b"))}, want: true},
+		{name: "In without the value", labels: placementLabels("zone", "c"), placements: []placementRule{requiredPlacement("sensor", exprTerm("zone", exprIn, "a", "b"))}, reason: "{zone in [a,b]}"},
+		{name: "In with the key absent", labels: placementLabels(), placements: []placementRule{requiredPlacement("sensor", exprTerm("zone", exprIn, "a"))}, reason: "zone in [a]"},
+		{name: "NotIn with another value", labels: placementLabels("zone", "c"), placements: []placementRule{requiredPlacement("sensor", exprTerm("zone", exprNotIn, "a", "b"))}, want: true},
+		{name: "NotIn with the value", labels: placementLabels("zone", "a"), placements: []placementRule{requiredPlacement("sensor", exprTerm("zone", exprNotIn, "a", "b"))}, reason: "{zone not in [a,b]}"},
+		{name: "NotIn with the key absent", labels: placementLabels(), placements: []placementRule{requiredPlacement("sensor", exprTerm("zone", exprNotIn, "a"))}, want: true},
+		{name: "Exists with the key", labels: placementLabels("gpu", ""), placements: []placementRule{requiredPlacement("sensor", exprTerm("gpu", exprExists))}, want: true},
+		{name: "Exists without the key", labels: placementLabels(), placements: []placementRule{requiredPlacement("sensor", exprTerm("gpu", exprExists))}, reason: "{gpu exists}"},
+		{name: "DoesNotExist without the key", labels: placementLabels("zone", "a"), placements: []placementRule{requiredPlacement("sensor", exprTerm("gpu", exprDoesNotExist))}, want: true},
+		{name: "DoesNotExist with the key", labels: placementLabels("gpu", "x"), placements: []placementRule{requiredPlacement("sensor", exprTerm("gpu", exprDoesNotExist))}, reason: "{gpu does not exist}"},
+		{name: "unknown operator never matches", labels: placementLabels("gpu", "x"), placements: []placementRule{requiredPlacement("sensor", exprTerm("gpu", "Exists"))}, reason: "required affinity {gpu Exists?} not matched"},
+		{name: "In compares values exactly", labels: placementLabels("zone", "A"), placements: []placementRule{requiredPlacement("sensor", exprTerm("zone", exprIn, "a"))}, reason: "zone in [a]"},
 
 		// anti-affinity
-		{name: "anti-affinity term not matching allows", labels: kv("zone", "a"), placements: []placementRule{antiOf("sensor", labelsTerm("zone", "b"))}, want: true},
-		{name: "anti-affinity term matching rejects", labels: kv("zone", "b"), placements: []placementRule{antiOf("rule core.r", labelsTerm("zone", "a"), labelsTerm("zone", "b"))}, reason: "rule core.r: anti-affinity term {zone=b} matched"},
-		{name: "empty anti-affinity term rejects every worker", labels: kv(), placements: []placementRule{antiOf("sensor", selectorTerm{})}, reason: "anti-affinity term {} matched"},
-		{name: "anti-affinity DoesNotExist rejects a worker without the key", labels: kv(), placements: []placementRule{antiOf("sensor", exprTerm("gpu", exprDoesNotExist))}, reason: "{gpu does not exist} matched"},
-		{name: "preferred terms never exclude", labels: kv("zone", "a"), placements: []placementRule{{Source: "sensor", Affinity: affinity{Preferred: []preferredTerm{{Weight: 100, Preference: labelsTerm("zone", "b")}}}}}, want: true},
+		{name: "anti-affinity term not matching allows", labels: placementLabels("zone", "a"), placements: []placementRule{antiPlacement("sensor", labelsTerm("zone", "b"))}, want: true},
+		{name: "anti-affinity term matching rejects", labels: placementLabels("zone", "b"), placements: []placementRule{antiPlacement("rule core.r", labelsTerm("zone", "a"), labelsTerm("zone", "b"))}, reason: "rule core.r: anti-affinity term {zone=b} matched"},
+		{name: "empty anti-affinity term rejects every worker", labels: placementLabels(), placements: []placementRule{antiPlacement("sensor", selectorTerm{})}, reason: "anti-affinity term {} matched"},
+		{name: "anti-affinity DoesNotExist rejects a worker without the key", labels: placementLabels(), placements: []placementRule{antiPlacement("sensor", exprTerm("gpu", exprDoesNotExist))}, reason: "{gpu does not exist} matched"},
+		{name: "preferred terms never exclude", labels: placementLabels("zone", "a"), placements: []placementRule{{Source: "sensor", Affinity: affinity{Preferred: []preferredTerm{{Weight: 100, Preference: labelsTerm("zone", "b")}}}}}, want: true},
 
 		// ordering of reasons
-		{name: "selector reason before taint reason", labels: kv(), taints: []workerTaint{gpuNoSchedule}, placements: []placementRule{{Source: "pack", Selector: kv("zone", "a")}}, reason: "pack: selector zone=a"},
-		{name: "empty source still gets a name", labels: kv(), placements: []placementRule{{Selector: kv("zone", "a")}}, reason: "placement: selector zone=a"},
+		{name: "selector reason before taint reason", labels: placementLabels(), taints: []workerTaint{gpuNoSchedule}, placements: []placementRule{{Source: "pack", Selector: placementLabels("zone", "a")}}, reason: "pack: selector zone=a"},
+		{name: "empty source still gets a name", labels: placementLabels(), placements: []placementRule{{Selector: placementLabels("zone", "a")}}, reason: "placement: selector zone=a"},
 
 		// rebuilt from scheduling.rs tests
-		{name: "reference: selector_and_required_affinity_must_match", labels: kv("gpu", "nvidia", "zone", "a"),
-			placements: []placementRule{{Source: "sensor", Selector: kv("gpu", "nvidia"), Affinity: affinity{Required: []selectorTerm{labelsTerm("zone", "a")}}}}, want: true},
+		{name: "reference: selector_and_required_affinity_must_match", labels: placementLabels("gpu", "nvidia", "zone", "a"),
+			placements: []placementRule{{Source: "sensor", Selector: placementLabels("gpu", "nvidia"), Affinity: affinity{Required: []selectorTerm{labelsTerm("zone", "a")}}}}, want: true},
 		{name: "reference: untolerated_no_schedule_taint_rejects_worker (no toleration)", taints: []workerTaint{gpuNoSchedule},
 			placements: []placementRule{sensorPlacement}, reason: "taint gpu=true:no_schedule"},
 		{name: "reference: untolerated_no_schedule_taint_rejects_worker (Equal toleration)", taints: []workerTaint{gpuNoSchedule},
-			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual, Value: sptr("true"), Effect: taintNoSchedule}}}}, want: true},
-		{name: "reference: combined_placements_keep_each_required_affinity_group", labels: kv("zone", "a"),
-			placements: []placementRule{requiredOf("pack", labelsTerm("zone", "a")), requiredOf("sensor", labelsTerm("gpu", "nvidia"))}, reason: "sensor: required affinity {gpu=nvidia}"},
+			placements: []placementRule{{Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationEqual, Value: placementStrPtr("true"), Effect: taintNoSchedule}}}}, want: true},
+		{name: "reference: combined_placements_keep_each_required_affinity_group", labels: placementLabels("zone", "a"),
+			placements: []placementRule{requiredPlacement("pack", labelsTerm("zone", "a")), requiredPlacement("sensor", labelsTerm("gpu", "nvidia"))}, reason: "sensor: required affinity {gpu=nvidia}"},
 		{name: "reference: combined_placements_pool_tolerations", taints: []workerTaint{gpuNoSchedule},
 			placements: []placementRule{{Source: "pack"}, {Source: "sensor", Tolerations: []toleration{{Key: "gpu", Operator: tolerationExists, Effect: taintNoSchedule}}}}, want: true},
 	}
@@ -205,11 +207,11 @@ func TestPlacementAdmissionScenarios(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			placements := []placementRule{
-				parseModelPlacement("pack", raw(tc.packSel), raw(tc.packTol), nil),
-				parseModelPlacement("sensor", raw(tc.sensorSel), nil, nil),
+				parseModelPlacement("pack", placementJSON(tc.packSel), placementJSON(tc.packTol), nil),
+				parseModelPlacement("sensor", placementJSON(tc.sensorSel), nil, nil),
 			}
 			for _, r := range tc.rules {
-				p, err := parseRulePlacement("rule "+r.ref, raw(r.sel), raw(r.tol), raw(r.aff))
+				p, err := parseRulePlacement("rule "+r.ref, placementJSON(r.sel), placementJSON(r.tol), placementJSON(r.aff))
 				if err != nil {
 					if tc.wantRuleErr == "" || !strings.Contains(err.Error(), tc.wantRuleErr) {
 						t.Fatalf("parseRulePlacement: want error %q, got %v", tc.wantRuleErr, err)
@@ -221,7 +223,7 @@ func TestPlacementAdmissionScenarios(t *testing.T) {
 			if tc.wantRuleErr != "" {
 				t.Fatalf("want a rule error containing %q, got none", tc.wantRuleErr)
 			}
-			labels, taints := workerLabels(raw(tc.caps)), workerTaints(raw(tc.caps))
+			labels, taints := workerLabels(placementJSON(tc.caps)), workerTaints(placementJSON(tc.caps))
 			if got := workerMatchesAll(labels, taints, placements); got != tc.want {
 				t.Fatalf("workerMatchesAll: want %v, got %v (%s)", tc.want, got, placementMismatch(labels, taints, placements))
 			}
@@ -238,11 +240,11 @@ func BenchmarkPlacementMatch(b *testing.B) {
 	caps := json.RawMessage(`{"labels": {"zone": "edge", "arch": "x86", "gpu": "nvidia"}, "taints": [{"key": "dedicated", "value": "sensors"}]}`)
 	labels, taints := workerLabels(caps), workerTaints(caps)
 	placements := []placementRule{
-		parseModelPlacement("pack", raw(`{"zone": "edge"}`), raw(`[{"key": "dedicated", "operator": "exists"}]`), raw(`{}`)),
-		parseModelPlacement("sensor", raw(`{"arch": "x86"}`), raw(`[]`), raw(`{"required": [{"match_expressions": [{"key": "gpu", "operator": "in", "values": ["nvidia", "amd"]}]}]}`)),
+		parseModelPlacement("pack", placementJSON(`{"zone": "edge"}`), placementJSON(`[{"key": "dedicated", "operator": "exists"}]`), placementJSON(`{}`)),
+		parseModelPlacement("sensor", placementJSON(`{"arch": "x86"}`), placementJSON(`[]`), placementJSON(`{"required": [{"match_expressions": [{"key": "gpu", "operator": "in", "values": ["nvidia", "amd"]}]}]}`)),
 	}
 	for i := 0; i < 3; i++ {
-		p, err := parseRulePlacement("rule core.r", raw(`{"zone": "edge"}`), raw(`[]`), raw(`{"anti_affinity": [{"match_labels": {"spot": "true"}}]}`))
+		p, err := parseRulePlacement("rule core.r", placementJSON(`{"zone": "edge"}`), placementJSON(`[]`), placementJSON(`{"anti_affinity": [{"match_labels": {"spot": "true"}}]}`))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -257,7 +259,7 @@ func BenchmarkPlacementMatch(b *testing.B) {
 	})
 	b.Run("parse-rule", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := parseRulePlacement("rule core.r", raw(`{"zone": "edge"}`), raw(`[]`), raw(`{"anti_affinity": [{"match_labels": {"spot": "true"}}]}`)); err != nil {
+			if _, err := parseRulePlacement("rule core.r", placementJSON(`{"zone": "edge"}`), placementJSON(`[]`), placementJSON(`{"anti_affinity": [{"match_labels": {"spot": "true"}}]}`)); err != nil {
 				b.Fatal(err)
 			}
 		}
