@@ -263,6 +263,10 @@ func sensorEnv(spec sensorSpec, plan launchPlan, set launchSettings, token strin
 	b.set("ATTUNE_LOG_FORMAT", set.LogFormat)
 	b.set("ATTUNE_NOTIFIER_WS_URL", set.NotifierWSURL)
 	b.set("ATTUNE_ALLOW_INSECURE_NOTIFIER_WS", fmt.Sprint(set.AllowInsecureNotifierWS))
+	if f := spec.Fence; f != nil { // the lease this process runs under (CONTRACT §12)
+		b.set("ATTUNE_SENSOR_WORKLOAD_ID", fmt.Sprint(f.WorkloadID))
+		b.set("ATTUNE_SENSOR_ASSIGNMENT_GENERATION", fmt.Sprint(f.Generation))
+	}
 	warns = append(warns, applyRuntimeEnvVars(&b, plan.exec.EnvVars, plan.vars)...)
 	return b.environ(), warns
 }

@@ -144,7 +144,13 @@ func TestAgentFollowsRuleLifecycle(t *testing.T) {
 // passthrough names and the ATTUNE_* variables of the contract, and none of
 // the agent's secrets.
 func TestSensorEnvironmentContract(t *testing.T) {
-	s := newTestStack(t, "legacy")
+	for _, gen := range []string{"legacy", "current"} {
+		t.Run(gen, func(t *testing.T) { testSensorEnvironment(t, gen) })
+	}
+}
+
+func testSensorEnvironment(t *testing.T, gen string) {
+	s := newTestStack(t, gen)
 	t.Cleanup(s.killLeftovers)
 	dump := filepath.Join(s.dir, "env.json")
 	s.sensorWithRule("envdump", "envdump.py", "Python", `{"dump_path": "`+dump+`"}`, true)
@@ -159,6 +165,16 @@ func TestSensorEnvironmentContract(t *testing.T) {
 	want := []string{"ATTUNE_API_TOKEN", "ATTUNE_API_URL", "ATTUNE_ARTIFACTS_DIR", "ATTUNE_ALLOW_INSECURE_NOTIFIER_WS",
 		"ATTUNE_LOG_FORMAT", "ATTUNE_LOG_LEVEL", "ATTUNE_NOTIFIER_WS_URL", "ATTUNE_PACK_REF", "ATTUNE_SENSOR_CONFIG_JSON",
 		"ATTUNE_SENSOR_ID", "ATTUNE_SENSOR_REF", "ATTUNE_SENSOR_TRIGGERS", "ATTUNE_SENSOR_TRIGGER_TYPES"}
+	if gen == "current" { // the lease the process runs under
+		want = append(want, "ATTUNE_SENSOR_WORKLOAD_ID", "ATTUNE_SENSOR_ASSIGNMENT_GENERATION")
+		var workload, generation string
+		s.db.pool.QueryRow(t.Context(), `SELECT a.workload::text, a.generation::text FROM sensor_workload_assignment a
+			JOIN sensor_workload w ON w.id = a.workload JOIN sensor se ON se.id = w.sensor WHERE se.ref = 'testpack.envdump'`).Scan(&workload, &generation)
+		if env["ATTUNE_SENSOR_WORKLOAD_ID"] != workload || env["ATTUNE_SENSOR_ASSIGNMENT_GENERATION"] != generation || generation == "" {
+			t.Errorf("lease variables %q/%q, want the assignment's %q/%q", env["ATTUNE_SENSOR_WORKLOAD_ID"],
+				env["ATTUNE_SENSOR_ASSIGNMENT_GENERATION"], workload, generation)
+		}
+	}
 	var gotAttune []string
 	for k := range env {
 		if strings.HasPrefix(k, "ATTUNE_") {
