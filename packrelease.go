@@ -58,7 +58,7 @@ type packReleases struct {
 	limits    packArchiveLimits
 
 	mu       sync.Mutex
-	locks    map[string]*sync.Mutex   // digest → serialises ensureLocal
+	locks    map[string]*sync.Mutex  // digest → serialises ensureLocal
 	verified map[string]archiveStamp // digest → pack.tar.gz as last verified (volume)
 }
 
