@@ -98,6 +98,8 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		OnBeat:     status.beat,
 		OnStop:     status.remove,
 	}
+	// PackDeleted is handled in the consumer, before its ack (packpurge.go).
+	prompts.OnPackDeleted = newPackPurger(cfg, pgPackLookup{pool}, svc.Manager, stopGrace+packPurgeStopSlack, log).handle
 	err = svc.Run(ctx)
 	if !closePool(pool, dbCloseTimeout) {
 		log.Warn("database connections still closing at exit", "waited", dbCloseTimeout.String())
