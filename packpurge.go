@@ -59,10 +59,11 @@ type packPurger struct {
 	sensors  packStopper
 	stopWait time.Duration // bound on waiting for the pack's sensors to exit
 	log      *slog.Logger
+	remove   func(string) error // os.RemoveAll; tests make it fail
 }
 
 func newPackPurger(cfg *Config, packs packLookup, sensors packStopper, stopWait time.Duration, log *slog.Logger) *packPurger {
-	return &packPurger{root: cfg.RuntimeEnvsDir, packs: packs, sensors: sensors, stopWait: stopWait, log: log}
+	return &packPurger{root: cfg.RuntimeEnvsDir, packs: packs, sensors: sensors, stopWait: stopWait, log: log, remove: os.RemoveAll}
 }
 
 // handle is the reference's PackDeleted handling: a message about a pack
@@ -89,7 +90,7 @@ func (p *packPurger) handle(ctx context.Context, pd packDeletedPayload) error {
 		log.Warn("deleted pack ref is not a valid pack ref: no runtime environment purged")
 		return nil
 	}
-	removed, refused, err := purgePackRuntimeEnvs(p.root, pd.PackRef, pd.RuntimeEnvironmentPaths)
+	removed, refused, err := purgePackRuntimeEnvs(p.root, pd.PackRef, pd.RuntimeEnvironmentPaths, p.remove)
 	for _, r := range refused {
 		log.Warn("runtime environment path not purged", "path", r.path, "reason", r.reason)
 	}
@@ -112,8 +113,9 @@ type refusedPath struct{ path, reason string }
 // The reference refuses the whole message when one path fails these checks;
 // here that path alone is refused (a redelivery would carry it again, so
 // refusing the message would only loop) and the pack's own environments are
-// still removed. The error reports removals that failed.
-func purgePackRuntimeEnvs(root, ref string, recorded []string) (removed []string, refused []refusedPath, err error) {
+// still removed. remove is os.RemoveAll (it deletes symlinks inside a tree,
+// never what they point to); the error reports removals that failed.
+func purgePackRuntimeEnvs(root, ref string, recorded []string, remove func(string) error) (removed []string, refused []refusedPath, err error) {
 	st, err := os.Lstat(root)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -164,7 +166,7 @@ func purgePackRuntimeEnvs(root, ref string, recorded []string) (removed []string
 	slices.SortFunc(targets, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
 	var errs []error
 	for _, t := range targets {
-		if err := os.RemoveAll(t); err != nil {
+		if err := remove(t); err != nil {
 			errs = append(errs, fmt.Errorf("remove runtime environment %s: %w", t, err))
 			continue
 		}
