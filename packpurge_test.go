@@ -235,3 +235,30 @@ func TestPackPurgerStaleAndLive(t *testing.T) {
 		t.Fatalf("database closed: err %v, want the lookup failure", err)
 	}
 }
+
+// TestManagerStopPackAndWait: the purge waits until the pack's processes
+// have exited (not merely been told to), leaves other packs alone, and gives
+// up with an error when its bound passes first.
+func TestManagerStopPackAndWait(t *testing.T) {
+	l := newFakeLauncher(t)
+	l.stopDelay = 300 * time.Millisecond
+	m, _ := newTestManager(t, l, 10)
+	other := mgrSpec(3, 0, 1)
+	other.PackRef, other.Ref = "other", "other.s3"
+	m.converge(t.Context(), []sensorSpec{mgrSpec(1, 0, 1), mgrSpec(2, 0, 1), other})
+	l.waitLaunch(t, 3)
+	if err := m.stopPackAndWait(t.Context(), "pk"); err != nil {
+		t.Fatalf("stopPackAndWait: %v", err)
+	}
+	if !l.liveProc(1).isDone() || !l.liveProc(2).isDone() {
+		t.Fatal("stopPackAndWait returned while a process of the pack still ran")
+	}
+	if l.liveProc(3).isDone() {
+		t.Fatal("a sensor of another pack was stopped")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := m.stopPackAndWait(ctx, "other"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v; want the bound reported while the process takes 300 ms to stop", err)
+	}
+}
