@@ -28,6 +28,10 @@ const runtimeEnvPackRefMarker = ".attune-pack-ref"
 // for a deleted pack's sensors: SIGTERM, the grace, SIGKILL and the reap.
 const packPurgeStopSlack = 5 * time.Second
 
+// packLookupTimeout bounds the stale check: the consumer waits for it, and a
+// database that stopped answering must not hold every later message.
+const packLookupTimeout = 5 * time.Second
+
 // packLookup answers whether a pack of this ref exists now.
 type packLookup interface {
 	packExists(ctx context.Context, ref string) (bool, error)
@@ -72,7 +76,9 @@ func newPackPurger(cfg *Config, packs packLookup, sensors packStopper, stopWait 
 // stopped first, then its environments are purged.
 func (p *packPurger) handle(ctx context.Context, pd packDeletedPayload) error {
 	log := p.log.With("pack", pd.PackRef, "pack_id", pd.PackID)
-	exists, err := p.packs.packExists(ctx, pd.PackRef)
+	lctx, cancel := context.WithTimeout(ctx, packLookupTimeout)
+	exists, err := p.packs.packExists(lctx, pd.PackRef)
+	cancel()
 	if err != nil {
 		return err
 	}
