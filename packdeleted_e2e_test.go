@@ -91,6 +91,7 @@ func TestPackDeletedEndToEnd(t *testing.T) {
 
 	a := s.start()
 	pid := s.waitSensorRunning(a, "testpack.shell_sensor", 60*time.Second)
+	a.waitLog(`"broker connected"`, 30*time.Second) // the queue is bound: a message now reaches the agent
 
 	// Stale: the pack (re-)exists.
 	s.publish("pack.deleted", "PackDeleted", payload)
