@@ -107,6 +107,8 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 			placement: placement, identity: identity}, log)
 		svc.Manager.leases = svc.Leases
 	}
+	// PackDeleted is handled in the consumer, before its ack (packpurge.go).
+	prompts.OnPackDeleted = newPackPurger(cfg, pgPackLookup{pool}, svc.Manager, stopGrace+packPurgeStopSlack, log).handle
 	err = svc.Run(ctx)
 	if !closePool(pool, dbCloseTimeout) {
 		log.Warn("database connections still closing at exit", "waited", dbCloseTimeout.String())

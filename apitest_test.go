@@ -90,6 +90,7 @@ func newFakeAttuneAPI(t testing.TB) *fakeAttuneAPI {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/internal/sensor-token", f.handleToken)
 	mux.HandleFunc("POST /api/v1/events", f.handleEvent)
+	registerFakePackRoutes(f, mux)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f

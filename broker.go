@@ -44,6 +44,10 @@ const (
 	brokerHeartbeat      = 10 * time.Second
 	brokerInvalidLogGap  = time.Minute     // at most one warn line per minute about junk messages
 	brokerCloseTimeout   = 5 * time.Second // cancel, channel close and connection close together, at shutdown
+	// packDeletedRetryPause is the wait before a failed PackDeleted is
+	// requeued: RabbitMQ redelivers at once, and a cleanup that just failed
+	// (a busy database, a directory in use) needs a moment to change.
+	packDeletedRetryPause = time.Second
 )
 
 // errBrokerURL reports an unusable message-queue URL without echoing it:
@@ -57,6 +61,11 @@ var errBrokerURL = errors.New("message queue URL is not a valid amqp:// or amqps
 type amqpPrompts struct {
 	URL string
 	Log *slog.Logger
+	// OnPackDeleted runs for a valid PackDeleted before its ack (the
+	// reference's handle_pack_deleted inside the consumer's handler): nil
+	// acks, an error nacks with requeue so another attempt, on this agent
+	// or another, can finish the cleanup. Nil means no handling.
+	OnPackDeleted func(ctx context.Context, p packDeletedPayload) error
 
 	// Reconnect schedule; zero means the production values. Tests shrink them
 	// and inject jitter.
@@ -180,7 +189,7 @@ func (b *amqpPrompts) session(ctx context.Context, notify func(prompt), onReady 
 			if !ok {
 				return connectionFirst(connClosed, errors.New("consumer cancelled by the broker"))
 			}
-			if err := b.handleDelivery(d, notify); err != nil {
+			if err := b.handleDelivery(ctx, d, notify); err != nil {
 				return err
 			}
 		}
@@ -294,9 +303,16 @@ func closeReason(e *amqp.Error) error {
 
 // handleDelivery acks a valid prompt and then notifies; a body that is not a
 // valid envelope is nacked without requeue, because redelivering it would
-// only fail again. An ack or nack failure means the channel is gone.
-func (b *amqpPrompts) handleDelivery(d amqp.Delivery, notify func(prompt)) error {
-	p, err := decodePrompt(d.Body)
+// only fail again. A PackDeleted whose handling fails is nacked with requeue
+// after packDeletedRetryPause, so a persistent failure costs one attempt per
+// pause rather than a redelivery loop. An ack or nack failure means the
+// channel is gone.
+func (b *amqpPrompts) handleDelivery(ctx context.Context, d amqp.Delivery, notify func(prompt)) error {
+	e, err := decodeEnvelope(d.Body)
+	var p prompt
+	if err == nil {
+		p, err = promptFromEnvelope(e)
+	}
 	if err != nil {
 		if nackErr := d.Nack(false, false); nackErr != nil {
 			return fmt.Errorf("nack invalid message: %w", nackErr)
@@ -307,6 +323,22 @@ func (b *amqpPrompts) handleDelivery(d amqp.Delivery, notify func(prompt)) error
 			log.Warn("invalid broker messages dropped", "routing_key", d.RoutingKey, "err", err, "suppressed", suppressed)
 		}
 		return nil
+	}
+	if p.MessageType == msgTypePackDeleted && b.OnPackDeleted != nil {
+		pd, _ := e.packDeleted() // valid: promptFromEnvelope checked it
+		if herr := b.OnPackDeleted(ctx, pd); herr != nil {
+			b.logger().Warn("PackDeleted not finished; requeued", "pack", pd.PackRef, "err", herr, "redelivered", d.Redelivered)
+			t := time.NewTimer(packDeletedRetryPause)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			if err := d.Nack(false, true); err != nil {
+				return fmt.Errorf("nack PackDeleted for requeue: %w", err)
+			}
+			return nil
+		}
 	}
 	if err := d.Ack(false); err != nil {
 		return fmt.Errorf("ack message: %w", err)

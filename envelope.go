@@ -71,7 +71,8 @@ type envelopeHeaders struct {
 }
 
 // packDeletedPayload is the PackDeleted payload. The two optional lists exist
-// only in newer reference generations; the agent reads but does not use them.
+// only in newer reference generations; runtime_environment_paths feeds the
+// purge (packpurge.go), release_digests is read but not used.
 type packDeletedPayload struct {
 	PackID                  int64
 	PackRef                 string

@@ -120,14 +120,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 
 	kick := make(chan struct{}, 1)
-	packDeleted := make(chan string, 64)
-	notify := func(p prompt) {
-		if p.MessageType == "PackDeleted" && p.PackRef != "" {
-			select {
-			case packDeleted <- p.PackRef:
-			default:
-			}
-		}
+	notify := func(prompt) {
 		select {
 		case kick <- struct{}{}:
 		default:
@@ -140,7 +133,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.Log.Info("Attune Sensor Agent is ready", "worker_id", id)
 	// Supervisors run under bg: they stop through stopSensors, after the worker
 	// row is inactive, not the instant the signal arrives.
-	s.reconcileLoop(ctx, bg, kick, packDeleted)
+	s.reconcileLoop(ctx, bg, kick)
 
 	// Shutdown (CONTRACT §8). The heartbeat stops before the row is marked
 	// inactive: a beat landing after deregistration would flip it back to active.
@@ -200,7 +193,7 @@ func (s *Service) stopSensors(ctx context.Context) error {
 // reconcileLoop converges the sensor set at start, every reconcileInterval and
 // at once after a prompt; bursts of prompts coalesce into one pass per
 // promptPassGap.
-func (s *Service) reconcileLoop(ctx, sensorCtx context.Context, kick <-chan struct{}, packDeleted <-chan string) {
+func (s *Service) reconcileLoop(ctx, sensorCtx context.Context, kick <-chan struct{}) {
 	t := time.NewTicker(reconcileInterval)
 	defer t.Stop()
 	dbDown := false
@@ -230,9 +223,6 @@ func (s *Service) reconcileLoop(ctx, sensorCtx context.Context, kick <-chan stru
 		select {
 		case <-ctx.Done():
 			return
-		case ref := <-packDeleted:
-			s.Manager.stopPack(ref)
-			cause = "pack deleted"
 		case <-kick:
 			cause = "prompt"
 			if wait := promptPassGap - time.Since(passStart); wait > 0 {
