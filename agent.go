@@ -58,7 +58,8 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	for _, p := range capabilityProblems(caps) {
 		log.Warn("capabilities", "problem", p.Error())
 	}
-	runtimes, _ := buildCapabilities(caps)["runtimes"].([]string)
+	capsObj := buildCapabilities(caps)
+	runtimes, _ := capsObj["runtimes"].([]string)
 	log.Info("runtimes detected", "detected", runtimeNamesCSV(detected), "advertised", runtimes)
 
 	pool, err := openPool(ctx, cfg.Database, log)
@@ -91,7 +92,8 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		Caps:      caps,
 		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log},
 		Prompts:   prompts,
-		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log},
+		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log,
+			advertised: advertisedRuntimeVersions(capsObj)},
 			recorder, rotatingSensorLogs(cfg, log), log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),
 		OnWorkerID: func(id int64) { signer.setWorkerID(id); recorder.setWorkerID(id) },

@@ -20,6 +20,9 @@ type launchSettings struct {
 	AllowInsecureNotifierWS                                                                bool
 	Passthrough                                                                            []string
 	Environ                                                                                []string
+	// AdvertisedVersions are this worker's advertised runtime versions by
+	// canonical name (advertisedRuntimeVersions); they decide the version.
+	AdvertisedVersions map[string][]string
 }
 
 // launchPlan is the decided command line of one sensor. Args are the
@@ -96,9 +99,9 @@ func planLaunchBase(spec sensorSpec, set launchSettings) (launchPlan, error) {
 	plan.Script = script
 
 	raw := spec.ExecutionConfig
-	selected, err := selectRuntimeVersion(spec)
-	if err != nil {
-		return launchPlan{}, err
+	selected, eligible, reason := selectRuntimeVersion(spec, set.AdvertisedVersions)
+	if !eligible {
+		return launchPlan{}, runtimeVersionError(spec, reason)
 	}
 	envName := strings.ToLower(strings.TrimSpace(spec.RuntimeName))
 	if selected != nil {
