@@ -12,11 +12,7 @@ import (
 // configuration is read only when one is named (CONTRACT §1). It exits 0
 // whatever it finds, 1 when a named config or its passthrough is invalid.
 func runDetectOnly(ctx context.Context, opts cliOptions, stdout, stderr io.Writer) int {
-	wd, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintln(stderr, "attune-sensor-agent: working directory:", err)
-		return exitFailure
-	}
+	wd, _ := os.Getwd() // only resolves a relative config path; "" is the process's own directory
 	dc, err := loadDetectOnlyConfig(os.Environ(), wd)
 	if err != nil {
 		fmt.Fprintln(stderr, "attune-sensor-agent:", err)

@@ -24,11 +24,12 @@ var gitDescribePattern = regexp.MustCompile(`-\d+-g[0-9a-f]{4,}|-dirty$|^[0-9a-f
 // semanticVersion is what sensor_version, agent_binary_version and
 // ATTUNE_SENSOR_AGENT_BINARY_VERSION carry: the stamped version (a leading v
 // dropped) when it is a plain semantic version such as a release tag, else
-// the VERSION file. Consumers parse these keys as semver, so a `git
-// describe` string (which --version still prints) never reaches them.
+// the VERSION file (also for the unstamped default 0.0.0-dev of plain `go
+// build` and the Dockerfile). Consumers parse these keys as semver, so a
+// `git describe` string (which --version still prints) never reaches them.
 func semanticVersion(stamped string) string {
 	v := strings.TrimPrefix(strings.TrimSpace(stamped), "v")
-	if semverPattern.MatchString(v) && !gitDescribePattern.MatchString(v) {
+	if semverPattern.MatchString(v) && !gitDescribePattern.MatchString(v) && v != "0.0.0-dev" {
 		return v
 	}
 	return strings.TrimSpace(versionFile)

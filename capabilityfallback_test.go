@@ -148,8 +148,8 @@ func TestSemanticVersion(t *testing.T) {
 		"v1.2.3-4-gabc1234":       file, // git describe after a tag
 		"v1.2.3-4-gabc1234-dirty": file,
 		"v1.2.3-dirty":            file,
-		"f6593b3":                 file,        // --always without tags
-		"0.0.0-dev":               "0.0.0-dev", // the unstamped default is a pre-release, not a describe string
+		"f6593b3":                 file, // --always without tags
+		"0.0.0-dev":               file, // the unstamped default says nothing about the build
 		"":                        file,
 		"1.2":                     file,
 	} {
