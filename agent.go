@@ -8,20 +8,28 @@ import (
 	"sync/atomic"
 )
 
-// runDetectOnly prints the runtime detection report: no config, database or
-// broker is touched, and it exits 0 whatever it finds (CONTRACT §1).
+// runDetectOnly prints the runtime detection report and the shared
+// environment diagnostic: no database or broker is touched, and the
+// configuration is read only when one is named (CONTRACT §1). It exits 0
+// whatever it finds, 1 when a named config or its passthrough is invalid.
 func runDetectOnly(ctx context.Context, opts cliOptions, stdout, stderr io.Writer) int {
-	detected := detectInterpreters(ctx, realProbeSys, baselineEnv(os.Environ(), nil), defaultProbeTimeout)
+	wd, _ := os.Getwd() // only resolves a relative config path; "" is the process's own directory
+	dc, err := loadDetectOnlyConfig(os.Environ(), wd)
+	if err != nil {
+		fmt.Fprintln(stderr, "attune-sensor-agent:", err)
+		return exitFailure
+	}
+	detected := detectInterpreters(ctx, realProbeSys, baselineEnv(os.Environ(), dc.Passthrough), defaultProbeTimeout)
+	envs := diagnoseRuntimeEnvs(dc.RuntimeEnvsDir, detected)
 	override, overrideSet := os.LookupEnv(runtimesOverrideEnv)
-	var err error
 	if opts.json {
 		var ov *string
 		if overrideSet {
 			ov = &override
 		}
-		err = writeDetectJSON(stdout, detected, ov)
+		err = writeDetectJSON(stdout, detected, ov, envs)
 	} else {
-		err = writeDetectReport(stdout, detected, overrideSet)
+		err = writeDetectReport(stdout, detected, overrideSet, envs)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "attune-sensor-agent: write detection report:", err)
@@ -55,18 +63,32 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	if sel.SetEnv {
 		os.Setenv(runtimesOverrideEnv, sel.EnvValue)
 	}
-	caps := newCapabilityInput(cfg.Sensor, sel.Selected, sel.OverrideNames, os.Getenv, version)
+	caps := newCapabilityInput(cfg.Sensor, sel.Selected, sel.OverrideNames, os.Getenv, semanticVersion(version))
 	for _, p := range capabilityProblems(caps) {
 		log.Warn("capabilities", "problem", p.Error())
 	}
-	runtimes, _ := buildCapabilities(caps)["runtimes"].([]string)
-	log.Info("runtimes detected", "detected", runtimeNamesCSV(detected), "advertised", runtimes)
 
 	pool, err := openPool(ctx, cfg.Database, log)
 	if err != nil {
 		return err
 	}
 	defer closePool(pool, dbCloseTimeout) // bounded: a stalled database must not hold the exit
+	if len(sel.Selected) == 0 {           // CONTRACT §4: the reference's non-agent path
+		var rows []runtimeRow
+		if fallbackNeedsDatabase(overrideSet, cfg.Sensor.Capabilities) {
+			if rows, err = loadRuntimeRows(ctx, pool); err != nil {
+				return err
+			}
+		}
+		fb := decideCapabilityFallback(ctx, override, overrideSet, cfg.Sensor.Capabilities, rows,
+			commandRuntimeVerifier(baselineEnv(os.Environ(), cfg.Sensor.PassthroughEnv), defaultProbeTimeout))
+		caps.Fallback = &fb
+		log.Info("no runtime selected at bootstrap; capabilities from the fallback path", "source", fb.Source, "runtimes", fb.Runtimes)
+	}
+	capsObj := buildCapabilities(caps)
+	runtimes, _ := capsObj["runtimes"].([]string)
+	log.Info("runtimes detected", "detected", runtimeNamesCSV(detected), "advertised", runtimes)
+	logUnusableRuntimeEnvs(log, cfg.RuntimeEnvsDir, detected)
 	schema, err := detectSchema(ctx, pool)
 	if err != nil {
 		return fmt.Errorf("inspect database schema: %w", err)
@@ -95,7 +117,8 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		Caps:      caps,
 		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log, identity: identity},
 		Prompts:   prompts,
-		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log},
+		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log,
+			advertised: advertisedRuntimeVersions(capsObj)},
 			recorder, rotatingSensorLogs(cfg, log), log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),
 		OnWorkerID: func(id int64) { workerID.Store(id); signer.setWorkerID(id); recorder.setWorkerID(id) },

@@ -1,10 +1,39 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
+
+// versionFile is the agent's semantic version (VERSION at the repository
+// root), the equivalent of the reference's crate version.
+//
+//go:embed VERSION
+var versionFile string
+
+// semverPattern is semver.org's grammar (without the leading v).
+var semverPattern = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+
+// gitDescribePattern recognises what `git describe --always --dirty` adds
+// to a tag (-<n>-g<hash>, -dirty), or a bare abbreviated hash.
+var gitDescribePattern = regexp.MustCompile(`-\d+-g[0-9a-f]{4,}|-dirty$|^[0-9a-f]{7,40}$`)
+
+// semanticVersion is what sensor_version, agent_binary_version and
+// ATTUNE_SENSOR_AGENT_BINARY_VERSION carry: the stamped version (a leading v
+// dropped) when it is a plain semantic version such as a release tag, else
+// the VERSION file (also for the unstamped default 0.0.0-dev of plain `go
+// build` and the Dockerfile). Consumers parse these keys as semver, so a
+// `git describe` string (which --version still prints) never reaches them.
+func semanticVersion(stamped string) string {
+	v := strings.TrimPrefix(strings.TrimSpace(stamped), "v")
+	if semverPattern.MatchString(v) && !gitDescribePattern.MatchString(v) && v != "0.0.0-dev" {
+		return v
+	}
+	return strings.TrimSpace(versionFile)
+}
 
 // capabilityInput is everything the worker row's capabilities object is made
 // of. It is plain data so that buildCapabilities stays a pure function: the
@@ -28,7 +57,12 @@ type capabilityInput struct {
 	AgentBinaryName    string
 	AgentBinaryVersion string
 
-	SensorVersion string // the agent's own version (reference: the sensor crate version)
+	SensorVersion string // the agent's own semantic version (reference: the sensor crate version)
+
+	// Fallback is set when bootstrap selected no runtime: the capabilities
+	// then follow the reference's non-agent path (capabilityfallback.go)
+	// and Interpreters and Override are not used.
+	Fallback *capabilityFallback
 
 	Counters heartbeatCounters
 }
@@ -44,8 +78,8 @@ type detectedInterpreterJSON struct {
 // buildCapabilities returns the worker's capabilities object with exactly the
 // keys of CONTRACT §4. Labels and taints are included only when non-empty
 // and valid (capabilityProblems reports why they were dropped, for the one
-// start-up warning). sensor.capabilities from config is deliberately not
-// merged: the reference does not merge it in agent mode.
+// start-up warning). sensor.capabilities from config is merged only on the
+// fallback path (in.Fallback): the reference does not merge it in agent mode.
 func buildCapabilities(in capabilityInput) map[string]any {
 	caps := map[string]any{
 		"max_concurrent_sensors":     in.MaxConcurrentSensors,
@@ -68,6 +102,19 @@ func buildCapabilities(in capabilityInput) map[string]any {
 	}
 	if len(in.Taints) > 0 && validateCapabilityTaints(in.Taints) == nil {
 		caps["taints"] = normaliseCapabilityTaints(in.Taints)
+	}
+
+	if fb := in.Fallback; fb != nil {
+		for k, v := range fb.Extra {
+			switch k {
+			case "sensor_processes_monitored", "sensor_processes_running", "active_rules":
+				// the heartbeat owns these, as in the reference
+			default:
+				caps[k] = v // sensor.capabilities is merged over the base keys, as the reference does
+			}
+		}
+		caps["runtimes"] = slices.Clone(fb.Runtimes)
+		return caps
 	}
 
 	override := map[string]bool{}

@@ -114,7 +114,7 @@ Subcommands:
 func setAgentEnv(o cliOptions) {
 	os.Setenv("ATTUNE_SENSOR_AGENT_MODE", "true")
 	os.Setenv("ATTUNE_SENSOR_AGENT_BINARY_NAME", "attune-sensor-agent")
-	os.Setenv("ATTUNE_SENSOR_AGENT_BINARY_VERSION", version)
+	os.Setenv("ATTUNE_SENSOR_AGENT_BINARY_VERSION", semanticVersion(version)) // semver, never a git describe string
 	if o.configPath != "" {
 		os.Setenv("ATTUNE_CONFIG", o.configPath)
 	}

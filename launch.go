@@ -20,6 +20,9 @@ type launchSettings struct {
 	AllowInsecureNotifierWS                                                                bool
 	Passthrough                                                                            []string
 	Environ                                                                                []string
+	// AdvertisedVersions are this worker's advertised runtime versions by
+	// canonical name (advertisedRuntimeVersions); they decide the version.
+	AdvertisedVersions map[string][]string
 }
 
 // launchPlan is the decided command line of one sensor. Args are the
@@ -36,6 +39,8 @@ type launchPlan struct {
 	Native         bool
 	RuntimeVersion string // the selected runtime_version, "" when the runtime's own config is used
 	Warnings       []string
+
+	cacheKey string // content-addressed environment key (runtimecache.go); "" on the legacy layout
 
 	exec execConfig        // the execution_config in force (runtime or selected version)
 	vars map[string]string // template variables: pack_dir, env_dir, interpreter, manifest_path
@@ -85,9 +90,15 @@ func planLaunchBase(spec sensorSpec, set launchSettings) (launchPlan, error) {
 		return plan, fmt.Errorf("sensor %q: pack ref %q: %w", spec.Ref, spec.PackRef, ErrInvalidPackRef)
 	}
 	var warn string
+	var err error
 	plan.PackDir, warn = sensorPackDir(spec, set.PacksBaseDir)
 	if warn != "" {
 		plan.Warnings = append(plan.Warnings, warn)
+	}
+	if spec.Release != nil {
+		if plan.PackDir, err = releasePackDir(spec, set.PacksBaseDir); err != nil {
+			return launchPlan{}, err
+		}
 	}
 	script, err := sensorScriptPath(spec, plan.PackDir)
 	if err != nil {
@@ -96,9 +107,9 @@ func planLaunchBase(spec sensorSpec, set launchSettings) (launchPlan, error) {
 	plan.Script = script
 
 	raw := spec.ExecutionConfig
-	selected, err := selectRuntimeVersion(spec)
-	if err != nil {
-		return launchPlan{}, err
+	selected, eligible, reason := selectRuntimeVersion(spec, set.AdvertisedVersions)
+	if !eligible {
+		return launchPlan{}, runtimeVersionError(spec, reason)
 	}
 	envName := strings.ToLower(strings.TrimSpace(spec.RuntimeName))
 	if selected != nil {
@@ -113,6 +124,11 @@ func planLaunchBase(spec sensorSpec, set launchSettings) (launchPlan, error) {
 		return launchPlan{}, fmt.Errorf("sensor %q: runtime name %q cannot name an environment directory", spec.Ref, envName)
 	}
 	plan.EnvDir = filepath.Join(set.RuntimeEnvsDir, spec.PackRef, envName)
+	if spec.Release != nil {
+		if plan.EnvDir, plan.cacheKey, err = cachedRuntimeEnvDir(spec, plan, set); err != nil {
+			return launchPlan{}, err
+		}
+	}
 	plan.vars = map[string]string{"pack_dir": plan.PackDir, "env_dir": plan.EnvDir}
 	if dep := plan.exec.Dependencies; dep != nil {
 		plan.vars["manifest_path"] = filepath.Join(plan.PackDir, dep.ManifestFile)
@@ -201,7 +217,7 @@ func sensorScriptPath(spec sensorSpec, packDir string) (string, error) {
 // resolveCommand picks the interpreter and fills Path, Args, Native and the
 // {interpreter} template variable.
 func (p *launchPlan) resolveCommand(spec sensorSpec, set launchSettings) error {
-	interp, warn, err := resolveLaunchInterpreter(p.exec, p.vars, set.Environ)
+	interp, warn, err := resolveLaunchInterpreter(p.interpreterConfig(), p.vars, set.Environ)
 	if warn != "" {
 		p.Warnings = append(p.Warnings, warn)
 	}

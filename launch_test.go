@@ -186,6 +186,7 @@ func TestPlanLaunchCommand(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			set := testLaunchSettings(t, packs, environ...)
+			set.AdvertisedVersions = map[string][]string{"python": {"3.12.4"}}
 			spec := sensorSpec{ID: 1, Ref: "mypack.s", PackRef: "mypack", Entrypoint: tc.entrypoint, RuntimeName: "Python",
 				ExecutionConfig: json.RawMessage(tc.config), RuntimeVersions: tc.versions, TriggerRefs: []string{"mypack.t"}}
 			envDir := filepath.Join(set.RuntimeEnvsDir, "mypack", "python")

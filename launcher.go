@@ -23,6 +23,10 @@ type sensorLauncher struct {
 	runner *procRunner
 	tokens *sensorTokenClient
 	log    *slog.Logger
+	// advertised are the runtime versions this worker advertises
+	// (advertisedRuntimeVersions of its capabilities); they pick the
+	// runtime_version row (selectRuntimeVersion).
+	advertised map[string][]string
 }
 
 var _ launcher = (*sensorLauncher)(nil)
@@ -42,6 +46,7 @@ func (l *sensorLauncher) settings() launchSettings {
 		AllowInsecureNotifierWS: l.cfg.Sensor.AllowInsecureNotifierWS,
 		Passthrough:             l.cfg.Sensor.PassthroughEnv,
 		Environ:                 os.Environ(),
+		AdvertisedVersions:      l.advertised,
 	}
 }
 

@@ -26,7 +26,11 @@ var detectReportMissingHint = []string{
 // report says so first and still shows everything found, and the closing
 // variable line is the detected CSV either way. The report is built in memory
 // and written at once so a failing writer cannot leave half a report.
-func writeDetectReport(w io.Writer, detected []Interpreter, overrideSet bool) error {
+//
+// envs is the shared-environment diagnostic [agent]: when it lists
+// environments this image cannot run, a section naming them follows the
+// reference's report; when it lists none the report is the reference's.
+func writeDetectReport(w io.Writer, detected []Interpreter, overrideSet bool, envs runtimeEnvDiagnosis) error {
 	var b bytes.Buffer
 	if overrideSet {
 		fmt.Fprintf(&b, "NOTE: %s is set — auto-detection was skipped during normal startup.\n", runtimesOverrideEnv)
@@ -51,6 +55,17 @@ func writeDetectReport(w io.Writer, detected []Interpreter, overrideSet bool) er
 		}
 	}
 	fmt.Fprintf(&b, "\n%s=%s\n\n", runtimesOverrideEnv, runtimeNamesCSV(detected))
+	if len(envs.Unusable) > 0 {
+		fmt.Fprintf(&b, "Shared runtime environments this image cannot run (%s):\n\n", envs.Dir)
+		for _, p := range envs.Unusable {
+			pack := p.Pack
+			if pack == "" {
+				pack = "unknown pack"
+			}
+			fmt.Fprintf(&b, "  ✗ %s (%s)\n      %s: %s\n", p.Path, pack, p.Problem, p.Detail)
+		}
+		b.WriteString("\n")
+	}
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return fmt.Errorf("write detection report: %w", err)
 	}
@@ -59,9 +74,10 @@ func writeDetectReport(w io.Writer, detected []Interpreter, overrideSet bool) er
 
 // detectJSONReport is the --detect-only --json document ([agent]).
 type detectJSONReport struct {
-	Runtimes []Interpreter `json:"runtimes"`
-	Override *string       `json:"override"`
-	Env      string        `json:"env"`
+	Runtimes    []Interpreter       `json:"runtimes"`
+	Override    *string             `json:"override"`
+	Env         string              `json:"env"`
+	RuntimeEnvs runtimeEnvDiagnosis `json:"runtime_envs"`
 }
 
 // writeDetectJSON writes the machine-readable report as one JSON object and a
@@ -70,8 +86,13 @@ type detectJSONReport struct {
 // the variable as normal start-up would leave it: the override value when set
 // (the agent never changes it), else the detected CSV (empty when nothing was
 // found, though start-up then leaves the variable unset).
-func writeDetectJSON(w io.Writer, detected []Interpreter, override *string) error {
-	report := detectJSONReport{Runtimes: detected, Override: override}
+// runtime_envs is the shared-environment diagnostic: the directory and the
+// environments under it this image cannot run ([] when none).
+func writeDetectJSON(w io.Writer, detected []Interpreter, override *string, envs runtimeEnvDiagnosis) error {
+	if envs.Unusable == nil {
+		envs.Unusable = []runtimeEnvProblem{}
+	}
+	report := detectJSONReport{Runtimes: detected, Override: override, RuntimeEnvs: envs}
 	if report.Runtimes == nil {
 		report.Runtimes = []Interpreter{}
 	}

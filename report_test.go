@@ -65,7 +65,7 @@ func TestDetectReport(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			if err := writeDetectReport(&out, tc.detect(t), tc.overrideSet); err != nil {
+			if err := writeDetectReport(&out, tc.detect(t), tc.overrideSet, runtimeEnvDiagnosis{}); err != nil {
 				t.Fatal(err)
 			}
 			assertGolden(t, out.Bytes())
@@ -86,7 +86,7 @@ func TestDetectReportMatchesContract(t *testing.T) {
 		"ATTUNE_SENSOR_RUNTIMES=shell,python\n" +
 		"\n"
 	var out bytes.Buffer
-	if err := writeDetectReport(&out, contractExampleDetection(t), false); err != nil {
+	if err := writeDetectReport(&out, contractExampleDetection(t), false, runtimeEnvDiagnosis{}); err != nil {
 		t.Fatal(err)
 	}
 	if out.String() != want {
@@ -97,7 +97,7 @@ func TestDetectReportMatchesContract(t *testing.T) {
 		"      Showing what auto-detection would find on this system:\n" +
 		"\n"
 	out.Reset()
-	if err := writeDetectReport(&out, contractExampleDetection(t), true); err != nil {
+	if err := writeDetectReport(&out, contractExampleDetection(t), true, runtimeEnvDiagnosis{}); err != nil {
 		t.Fatal(err)
 	}
 	if out.String() != note+want {
@@ -121,7 +121,7 @@ func TestDetectJSON(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			if err := writeDetectJSON(&out, tc.detect(t), tc.override); err != nil {
+			if err := writeDetectJSON(&out, tc.detect(t), tc.override, runtimeEnvDiagnosis{Dir: "/opt/attune/runtime_envs"}); err != nil {
 				t.Fatal(err)
 			}
 			assertGolden(t, out.Bytes())
@@ -131,10 +131,10 @@ func TestDetectJSON(t *testing.T) {
 
 func TestDetectReportWriteError(t *testing.T) {
 	rts := []Interpreter{{"shell", "/bin/sh", ""}}
-	if err := writeDetectReport(failingReportWriter{}, rts, false); !errors.Is(err, errReportSink) {
+	if err := writeDetectReport(failingReportWriter{}, rts, false, runtimeEnvDiagnosis{}); !errors.Is(err, errReportSink) {
 		t.Errorf("writeDetectReport: got %v, want an error wrapping errReportSink", err)
 	}
-	if err := writeDetectJSON(failingReportWriter{}, rts, nil); !errors.Is(err, errReportSink) {
+	if err := writeDetectJSON(failingReportWriter{}, rts, nil, runtimeEnvDiagnosis{}); !errors.Is(err, errReportSink) {
 		t.Errorf("writeDetectJSON: got %v, want an error wrapping errReportSink", err)
 	}
 }

@@ -42,7 +42,11 @@ func prepareLaunch(ctx context.Context, run setupRunner, spec sensorSpec, set la
 	if err != nil {
 		return launchPlan{}, err
 	}
-	setupErr := prepareRuntimeEnv(ctx, run, spec, base, set)
+	prepare := prepareRuntimeEnv
+	if base.cacheKey != "" {
+		prepare = prepareCachedRuntimeEnv // newest generation: shared, content-addressed
+	}
+	setupErr := prepare(ctx, run, spec, base, set)
 	if err := ctx.Err(); err != nil {
 		return launchPlan{}, fmt.Errorf("sensor %q: prepare launch: %w", spec.Ref, err)
 	}
@@ -76,7 +80,15 @@ func prepareRuntimeEnv(ctx context.Context, run setupRunner, spec sensorSpec, pl
 		return fmt.Errorf("sensor %q: wait for runtime environment %s: %w", spec.Ref, plan.EnvDir, err)
 	}
 	defer unlock()
+	return runRuntimeEnvSteps(ctx, run, spec, plan, set)
+}
 
+// runRuntimeEnvSteps are the setup steps in plan.EnvDir, whose lock the
+// caller holds: create when not populated, then install when the manifest
+// exists and the marker is absent. runtimecache.go runs them in a
+// temporary directory before publishing it.
+func runRuntimeEnvSteps(ctx context.Context, run setupRunner, spec sensorSpec, plan launchPlan, set launchSettings) error {
+	env := plan.exec.Environment
 	home := filepath.Join(plan.EnvDir, runtimeEnvSetupHome)
 	vars := maps.Clone(plan.vars)
 	if !runtimeEnvPopulated(plan.EnvDir) {

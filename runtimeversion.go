@@ -8,58 +8,159 @@ import (
 	"strings"
 )
 
-// ErrNoRuntimeVersion means the sensor's runtime_version_constraint matches
-// no available runtime_version row, so the sensor must not start here.
-var ErrNoRuntimeVersion = errors.New("no runtime version matches")
+// ErrNoRuntimeVersion means the sensor's runtime_version_constraint is not
+// satisfied by any version this worker advertises, so the sensor is not
+// eligible here (CONTRACT §5: skipped quietly, another worker may run it).
+var ErrNoRuntimeVersion = errors.New("no advertised runtime version matches")
 
-// selectRuntimeVersion applies the reference's runtime version selection
-// (crates/common version_matching select_best_version): only available
-// rows count; with a constraint the highest matching version wins, and no
-// match refuses the start; without one the default row wins, else the
-// highest version, else the runtime's own execution_config (nil result).
-func selectRuntimeVersion(spec sensorSpec) (*runtimeVersionRow, error) {
+// selectRuntimeVersion decides which runtime_version row a sensor runs with
+// on this worker (CONTRACT §6). It is pure so that the reconcile pass
+// (eligibility) and the launch decide the same way from the same inputs.
+//
+// advertised is this worker's advertised versions by canonical runtime name
+// (advertisedRuntimeVersions builds it from the capabilities). Candidates
+// are the rows whose version one of the advertised versions names (equal
+// once parsed, or the same major.minor: "3.11.7" names row "3.11"), looked
+// up under the runtime's name and every alias; the row's `available` flag
+// is not what decides. Among candidates: with a constraint the highest
+// matching one; without, the default row, else the highest. No candidate
+// and no constraint: row nil, eligible (the runtime's own
+// execution_config). A constraint no candidate satisfies: not eligible,
+// with reason saying why.
+func selectRuntimeVersion(spec sensorSpec, advertised map[string][]string) (row *runtimeVersionRow, eligible bool, reason string) {
 	constraint := strings.TrimSpace(spec.RuntimeVersionConstraint)
-	fail := func(why string) error {
-		return fmt.Errorf("sensor %q: runtime %q version constraint %q: %s: %w", spec.Ref, spec.RuntimeName, constraint, why, ErrNoRuntimeVersion)
-	}
-	if len(spec.RuntimeVersions) == 0 {
-		if constraint != "" {
-			return nil, fail("the runtime has no registered versions")
-		}
-		return nil, nil
+	refuse := func(why string) (*runtimeVersionRow, bool, string) {
+		return nil, false, fmt.Sprintf("runtime %q version constraint %q: %s", spec.RuntimeName, constraint, why)
 	}
 	var req []runtimeVersionComparator
 	if constraint != "" {
 		var err error
 		if req, err = parseRuntimeVersionConstraint(constraint); err != nil {
-			return nil, fail(err.Error())
+			return refuse(err.Error())
 		}
 	}
+	if len(spec.RuntimeVersions) == 0 {
+		if constraint != "" {
+			return refuse("the runtime has no registered versions")
+		}
+		return nil, true, ""
+	}
+	local := advertisedVersionsFor(spec, advertised)
 	var best *runtimeVersionRow
 	var bestV runtimeSemver
 	for i := range spec.RuntimeVersions {
-		row := &spec.RuntimeVersions[i]
-		if !row.Available {
+		r := &spec.RuntimeVersions[i]
+		v, ok := parseRuntimeSemver(r.Version)
+		if !ok || !runtimeVersionAdvertised(r.Version, v, local) {
 			continue
 		}
-		if constraint == "" && row.IsDefault {
-			return row, nil
+		if constraint == "" && r.IsDefault {
+			best = r
+			break
 		}
-		v, ok := parseRuntimeSemver(row.Version)
-		if !ok || (constraint != "" && !runtimeVersionMatches(req, v)) {
+		if constraint != "" && !runtimeVersionMatches(req, v) {
 			continue
 		}
 		if best == nil || compareRuntimeSemver(v, bestV) > 0 {
-			best, bestV = row, v
+			best, bestV = r, v
 		}
 	}
-	if best == nil && constraint != "" {
-		return nil, fail("no available version matches")
+	switch {
+	case best == nil && constraint != "" && len(local) == 0:
+		return refuse("this worker advertises no version of the runtime")
+	case best == nil && constraint != "":
+		return refuse(fmt.Sprintf("none of the advertised versions %v matches", local))
+	case best != nil && (strings.ContainsAny(best.Version, "/\x00") || best.Version == "." || best.Version == ".."):
+		return nil, false, fmt.Sprintf("runtime version %q cannot name an environment directory", best.Version)
 	}
-	if best != nil && strings.ContainsAny(best.Version, "/\x00") {
-		return nil, fmt.Errorf("sensor %q: runtime version %q cannot name an environment directory", spec.Ref, best.Version)
+	return best, true, ""
+}
+
+// runtimeVersionError is selectRuntimeVersion's refusal as the launch
+// reports it: an error naming the sensor that wraps ErrNoRuntimeVersion.
+func runtimeVersionError(spec sensorSpec, reason string) error {
+	return fmt.Errorf("sensor %q: %s: %w", spec.Ref, reason, ErrNoRuntimeVersion)
+}
+
+// advertisedVersionsFor collects the advertised versions of the sensor's
+// runtime under its normalised name and every normalised alias.
+func advertisedVersionsFor(spec sensorSpec, advertised map[string][]string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, name := range append([]string{spec.RuntimeName}, spec.RuntimeAliases...) {
+		n := normalizeRuntimeName(name)
+		if n == "" || seen[n] {
+			continue
+		}
+		seen[n] = true
+		out = append(out, advertised[n]...)
 	}
-	return best, nil
+	return out
+}
+
+// runtimeVersionAdvertised reports whether a registered version (raw and
+// parsed) is one of the advertised ones: the same string, the same parsed
+// version, or the same major.minor (the reference's lenient match, since an
+// interpreter reports 3.12.1 where the row says 3.12).
+func runtimeVersionAdvertised(raw string, v runtimeSemver, advertised []string) bool {
+	for _, a := range advertised {
+		if a == raw {
+			return true
+		}
+		if av, ok := parseRuntimeSemver(a); ok && av.major == v.major && av.minor == v.minor {
+			return true
+		}
+	}
+	return false
+}
+
+// advertisedRuntimeVersions reads what a capabilities object (as
+// buildCapabilities makes it) advertises: runtime_versions by canonical
+// name, and, for a runtime absent there, the versions of its
+// detected_interpreters entries (the reference's fallback).
+func advertisedRuntimeVersions(caps map[string]any) map[string][]string {
+	out := map[string][]string{}
+	switch rv := caps["runtime_versions"].(type) {
+	case map[string][]string:
+		for k, vs := range rv {
+			out[normalizeRuntimeName(k)] = append(out[normalizeRuntimeName(k)], vs...)
+		}
+	case map[string]any:
+		for k, raw := range rv {
+			list, _ := raw.([]any)
+			for _, x := range list {
+				if s, ok := x.(string); ok && strings.TrimSpace(s) != "" {
+					out[normalizeRuntimeName(k)] = append(out[normalizeRuntimeName(k)], s)
+				}
+			}
+		}
+	}
+	fromDetected := map[string][]string{}
+	switch di := caps["detected_interpreters"].(type) {
+	case []detectedInterpreterJSON:
+		for _, it := range di {
+			if it.Version != nil && strings.TrimSpace(*it.Version) != "" {
+				n := normalizeRuntimeName(it.Name)
+				fromDetected[n] = append(fromDetected[n], *it.Version)
+			}
+		}
+	case []any:
+		for _, x := range di {
+			m, _ := x.(map[string]any)
+			name, _ := m["name"].(string)
+			v, _ := m["version"].(string)
+			if name != "" && strings.TrimSpace(v) != "" {
+				n := normalizeRuntimeName(name)
+				fromDetected[n] = append(fromDetected[n], v)
+			}
+		}
+	}
+	for n, vs := range fromDetected {
+		if len(out[n]) == 0 {
+			out[n] = vs
+		}
+	}
+	return out
 }
 
 // runtimeSemver is a parsed version; build metadata is dropped.

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -94,40 +96,58 @@ func TestSelectRuntimeVersion(t *testing.T) {
 		return runtimeVersionRow{Version: v, IsDefault: isDefault, Available: available,
 			ExecutionConfig: json.RawMessage(`{"interpreter":{"binary":"python` + v + `"}}`)}
 	}
+	// The issue's image: rows 3.11/3.12/3.13, default 3.12 (3.14 unavailable).
 	versions := []runtimeVersionRow{row("3.11", false, true), row("3.12", true, true), row("3.13", false, true), row("3.14", false, false)}
+	py311 := map[string][]string{"python": {"3.11.7"}}
+	all := map[string][]string{"python": {"3.11.2", "3.12.1", "3.13.0", "3.14.0"}}
 	tests := []struct {
 		name       string
 		versions   []runtimeVersionRow
 		constraint string
+		advertised map[string][]string
+		aliases    []string
 		want       string // selected version; "" = runtime's own config
-		wantErr    bool
+		ineligible bool
 	}{
-		{name: "no versions, no constraint: runtime config", versions: nil, want: ""},
-		{name: "no versions but a constraint: refuse", versions: nil, constraint: ">=3.12", wantErr: true},
-		{name: "no constraint: default wins", versions: versions, want: "3.12"},
-		{name: "no constraint, no default: highest available", versions: []runtimeVersionRow{row("3.11", false, true), row("3.13", false, true), row("3.14", false, false)}, want: "3.13"},
-		{name: "no constraint, nothing available: runtime config", versions: []runtimeVersionRow{row("3.11", false, false)}, want: ""},
-		{name: "unavailable default is skipped", versions: []runtimeVersionRow{row("3.11", true, false), row("3.10", false, true)}, want: "3.10"},
-		{name: "constraint picks highest match", versions: versions, constraint: ">=3.11", want: "3.13"},
-		{name: "constraint ignores unavailable rows", versions: versions, constraint: ">=3.14", wantErr: true},
-		{name: "exact minor", versions: versions, constraint: "3.11", want: "3.11"},
-		{name: "range", versions: versions, constraint: ">=3.11,<3.13", want: "3.12"},
-		{name: "no match refuses", versions: versions, constraint: "2.7", wantErr: true},
-		{name: "invalid constraint refuses", versions: versions, constraint: ">=", wantErr: true},
-		{name: "whitespace constraint is no constraint", versions: versions, constraint: "  ", want: "3.12"},
+		{name: "no versions, no constraint: runtime config", versions: nil, advertised: all, want: ""},
+		{name: "no versions but a constraint: ineligible", versions: nil, constraint: ">=3.12", advertised: all, ineligible: true},
+		{name: "python 3.11 image: the advertised 3.11, not the default 3.12", versions: versions, advertised: py311, want: "3.11"},
+		{name: "everything advertised: default wins", versions: versions, advertised: all, want: "3.12"},
+		{name: "no default among the advertised: highest advertised", versions: versions,
+			advertised: map[string][]string{"python": {"3.11.2", "3.13.0"}}, want: "3.13"},
+		{name: "available flag does not decide", versions: versions, advertised: map[string][]string{"python": {"3.14.0"}}, want: "3.14"},
+		{name: "nothing advertised: runtime config", versions: versions, advertised: nil, want: ""},
+		{name: "advertised version has no row: runtime config", versions: versions, advertised: map[string][]string{"python": {"3.9.1"}}, want: ""},
+		{name: "nothing advertised with a constraint: ineligible", versions: versions, constraint: ">=3.11", advertised: nil, ineligible: true},
+		{name: "advertised under an alias", versions: versions, aliases: []string{"py3"}, advertised: map[string][]string{"py3": {"3.13.1"}}, want: "3.13"},
+		{name: "alias normalised like the capability key", versions: versions, aliases: []string{"Python3"}, advertised: py311, want: "3.11"},
+		{name: "another runtime's versions do not count", versions: versions, advertised: map[string][]string{"node": {"3.12.0"}}, want: ""},
+		{name: "constraint picks highest advertised match", versions: versions, constraint: ">=3.11", advertised: all, want: "3.14"},
+		{name: "constraint the image satisfies", versions: versions, constraint: "3.11", advertised: py311, want: "3.11"},
+		{name: "constraint the image does not satisfy: ineligible", versions: versions, constraint: ">=3.12", advertised: py311, ineligible: true},
+		{name: "range", versions: versions, constraint: ">=3.11,<3.13", advertised: all, want: "3.12"},
+		{name: "no match: ineligible", versions: versions, constraint: "2.7", advertised: all, ineligible: true},
+		{name: "invalid constraint: ineligible", versions: versions, constraint: ">=", advertised: all, ineligible: true},
+		{name: "whitespace constraint is no constraint", versions: versions, constraint: "  ", advertised: all, want: "3.12"},
+		{name: "version that cannot name a directory: ineligible", versions: []runtimeVersionRow{row("3.12.0+../x", true, true)},
+			advertised: map[string][]string{"python": {"3.12.0+../x"}}, ineligible: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			spec := sensorSpec{Ref: "pack.s", RuntimeName: "Python", RuntimeVersions: tc.versions, RuntimeVersionConstraint: tc.constraint}
-			got, err := selectRuntimeVersion(spec)
-			if tc.wantErr {
-				if !errors.Is(err, ErrNoRuntimeVersion) {
-					t.Fatalf("error = %v, want ErrNoRuntimeVersion", err)
+			spec := sensorSpec{Ref: "pack.s", RuntimeName: "Python", RuntimeAliases: tc.aliases,
+				RuntimeVersions: tc.versions, RuntimeVersionConstraint: tc.constraint}
+			got, eligible, reason := selectRuntimeVersion(spec, tc.advertised)
+			if tc.ineligible {
+				if eligible || got != nil || reason == "" {
+					t.Fatalf("got (%v, %v, %q), want ineligible with a reason", got, eligible, reason)
+				}
+				if err := runtimeVersionError(spec, reason); !errors.Is(err, ErrNoRuntimeVersion) || !strings.Contains(err.Error(), "pack.s") {
+					t.Errorf("runtimeVersionError = %v, want ErrNoRuntimeVersion naming the sensor", err)
 				}
 				return
 			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
+			if !eligible || reason != "" {
+				t.Fatalf("ineligible (%q), want eligible", reason)
 			}
 			gotV := ""
 			if got != nil {
@@ -137,5 +157,27 @@ func TestSelectRuntimeVersion(t *testing.T) {
 				t.Errorf("selected %q, want %q", gotV, tc.want)
 			}
 		})
+	}
+}
+
+func TestAdvertisedRuntimeVersions(t *testing.T) {
+	v := "3.11.7"
+	caps := buildCapabilities(capabilityInput{Interpreters: []Interpreter{
+		{Name: "python", Path: "/usr/bin/python3", Version: v}, {Name: "shell", Path: "/bin/bash"}}})
+	got := advertisedRuntimeVersions(caps)
+	if len(got) != 1 || len(got["python"]) != 1 || got["python"][0] != v {
+		t.Errorf("from buildCapabilities: %v, want python [3.11.7]", got)
+	}
+	// The same object read back from the worker row (JSON-decoded), with
+	// runtime_versions missing for node: detected_interpreters fills it in.
+	var decoded map[string]any
+	if err := json.Unmarshal([]byte(`{"runtime_versions": {"Python3": ["3.12.1", ""]},
+		"detected_interpreters": [{"name": "python", "path": "/p", "version": "3.9.0"},
+		{"name": "nodejs", "path": "/n", "version": "20.1.0"}, {"name": "ruby", "path": "/r", "version": null}]}`), &decoded); err != nil {
+		t.Fatal(err)
+	}
+	got = advertisedRuntimeVersions(decoded)
+	if fmt.Sprint(got) != "map[node:[20.1.0] python:[3.12.1]]" {
+		t.Errorf("from JSON: %v", got)
 	}
 }
