@@ -117,7 +117,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		Caps:      caps,
 		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log, identity: identity},
 		Prompts:   prompts,
-		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log,
+		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log, releases: newPackReleases(cfg, log), jwt: signer,
 			advertised: advertisedRuntimeVersions(capsObj)},
 			recorder, rotatingSensorLogs(cfg, log), log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),

@@ -106,16 +106,6 @@ func lookupLaunchEnv(environ []string, name string) (string, bool) {
 	return "", false
 }
 
-// releasePackDir is the pack directory of a sensor pinned to a release:
-// {packs_base_dir}/.releases/sha256/{digest}/pack (verified elsewhere).
-func releasePackDir(spec sensorSpec, packsBaseDir string) (string, error) {
-	d := spec.Release.Digest
-	if !launchIsSHA256Hex(d) {
-		return "", fmt.Errorf("sensor %q: pack release %d digest %q is not a lower-case sha256", spec.Ref, spec.Release.ID, d)
-	}
-	return filepath.Join(packsBaseDir, ".releases", "sha256", d, "pack"), nil
-}
-
 // cachedRuntimeEnvDir computes the key of a released sensor's environment
 // from the plan (pack dir, execution_config in force, selected version) and
 // returns {runtime_envs_dir}/sha256/{key} and the key. The dependency

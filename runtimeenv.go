@@ -33,34 +33,46 @@ const (
 	runtimeEnvOutputTail = 2048
 )
 
-// prepareLaunch plans a sensor, prepares its runtime environment and plans
-// again so the interpreter is the one inside a freshly created environment.
-// A setup failure is not fatal (§6): it becomes the first warning and the
-// sensor starts with the system interpreter.
+// prepareLaunch is resolve then prepare, for callers that have no release
+// to fetch (tests, and the launcher's steps after ensureLocal).
 func prepareLaunch(ctx context.Context, run setupRunner, spec sensorSpec, set launchSettings) (launchPlan, error) {
-	base, err := planLaunchBase(spec, set)
+	plan, err := resolveLaunch(spec, set)
 	if err != nil {
 		return launchPlan{}, err
 	}
-	prepare := prepareRuntimeEnv
-	if base.cacheKey != "" {
-		prepare = prepareCachedRuntimeEnv // newest generation: shared, content-addressed
+	if err := prepareOnDisk(ctx, run, &plan, set); err != nil {
+		return launchPlan{}, err
 	}
-	setupErr := prepare(ctx, run, spec, base, set)
+	return plan, nil
+}
+
+// prepareOnDisk is the prepare step of a launch once the pack directory is
+// local: locate the script (and the shared environment's key), build or
+// reuse the runtime environment, then pick the interpreter inside it. A
+// setup failure is not fatal (§6): it becomes the first warning and the
+// sensor starts with the system interpreter.
+func prepareOnDisk(ctx context.Context, run setupRunner, plan *launchPlan, set launchSettings) error {
+	if err := plan.locate(set); err != nil {
+		return err
+	}
+	setup := prepareRuntimeEnv
+	if plan.cacheKey != "" {
+		setup = prepareCachedRuntimeEnv // newest generation: shared, content-addressed
+	}
+	setupErr := setup(ctx, run, plan.spec, *plan, set)
 	if err := ctx.Err(); err != nil {
-		return launchPlan{}, fmt.Errorf("sensor %q: prepare launch: %w", spec.Ref, err)
+		return fmt.Errorf("sensor %q: prepare launch: %w", plan.spec.Ref, err)
 	}
-	plan, err := planLaunch(spec, set)
-	if err != nil {
+	if err := plan.finish(set); err != nil {
 		if setupErr != nil {
-			return launchPlan{}, fmt.Errorf("%w (runtime environment setup failed too: %v)", err, setupErr)
+			return fmt.Errorf("%w (runtime environment setup failed too: %v)", err, setupErr)
 		}
-		return launchPlan{}, err
+		return err
 	}
 	if setupErr != nil {
 		plan.Warnings = append([]string{fmt.Sprintf("runtime environment setup failed, starting with the system interpreter: %v", setupErr)}, plan.Warnings...)
 	}
-	return plan, nil
+	return nil
 }
 
 // prepareRuntimeEnv makes sure the sensor's runtime environment exists:

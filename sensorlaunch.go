@@ -15,9 +15,8 @@ import (
 // Attune API accepts it, so the agent does the same.
 const insecureDefaultJWTSecret = "insecure_default_secret_change_in_production"
 
-// sensorLauncher is the real launcher: it plans the command (refusing unsafe
-// entrypoints before anything runs), prepares the runtime environment,
-// obtains a sensor token and starts the process group.
+// sensorLauncher is the real launcher (sensorlaunch.go owns one sensor
+// start: resolve, prepare, token, start; see launch).
 type sensorLauncher struct {
 	cfg    *Config
 	runner *procRunner
@@ -27,6 +26,10 @@ type sensorLauncher struct {
 	// (advertisedRuntimeVersions of its capabilities); they pick the
 	// runtime_version row (selectRuntimeVersion).
 	advertised map[string][]string
+	// releases makes a pinned pack release local (newest generation); jwt
+	// is the worker JWT it downloads with.
+	releases *packReleases
+	jwt      workerJWTSource
 }
 
 var _ launcher = (*sensorLauncher)(nil)
@@ -50,33 +53,76 @@ func (l *sensorLauncher) settings() launchSettings {
 	}
 }
 
-// launch starts spec once. Errors name the sensor; nothing is executed when
-// the plan is refused.
+// launch starts spec once, as one straight pipeline:
+//
+//  1. resolve: decide from the spec alone (under a lease, the workload's
+//     snapshot): pack directory, entrypoint, runtime version, execution
+//     config, environment directory. Nothing on disk is touched.
+//  2. prepare: make the pinned release local (verified or downloaded), then
+//     locate the script, build or reuse the runtime environment and pick the
+//     interpreter inside it.
+//  3. token: ask the API for the sensor token, fenced by the lease.
+//  4. start: the process group with the child environment and the token.
+//
+// Errors name the sensor; nothing is executed when a step refuses.
 func (l *sensorLauncher) launch(ctx context.Context, spec sensorSpec, stdout, stderr io.Writer) (launched, error) {
 	set := l.settings()
-	plan, err := prepareLaunch(ctx, l.runner, spec, set)
+	plan, err := resolveLaunch(spec, set)
 	if err != nil {
 		return launched{}, err
+	}
+	if err := l.prepare(ctx, &plan, set); err != nil {
+		return launched{}, err
+	}
+	tok, err := l.token(ctx, plan)
+	if err != nil {
+		return launched{}, err
+	}
+	return l.start(ctx, plan, set, tok, stdout, stderr)
+}
+
+// prepare is step 2: the release on disk, then everything prepareOnDisk does.
+func (l *sensorLauncher) prepare(ctx context.Context, plan *launchPlan, set launchSettings) error {
+	if rel := plan.spec.Release; rel != nil && l.releases != nil {
+		var fence workloadFence
+		if plan.spec.Fence != nil {
+			fence = *plan.spec.Fence
+		}
+		dir, err := l.releases.ensureLocal(ctx, plan.spec.PackRef, *rel, fence, l.jwt)
+		if err != nil {
+			return fmt.Errorf("sensor %s: %w", plan.spec.Ref, err)
+		}
+		plan.PackDir = dir
+	}
+	if err := prepareOnDisk(ctx, l.runner, plan, set); err != nil {
+		return err
 	}
 	for _, w := range plan.Warnings {
-		l.log.Warn("sensor launch", "sensor", spec.Ref, "problem", w)
+		l.log.Warn("sensor launch", "sensor", plan.spec.Ref, "problem", w)
 	}
 	if err := checkExecEnvSize(plan.Env); err != nil {
-		return launched{}, fmt.Errorf("sensor %s: %w", spec.Ref, err)
+		return fmt.Errorf("sensor %s: %w", plan.spec.Ref, err)
 	}
-	req, err := newSensorTokenRequest(spec)
+	return nil
+}
+
+// token is step 3: the sensor token, scoped to the sensor's triggers and,
+// under a lease, fenced by it (the answer's workload_fence is checked).
+func (l *sensorLauncher) token(ctx context.Context, plan launchPlan) (sensorToken, error) {
+	req, err := newSensorTokenRequest(plan.spec)
 	if err != nil {
-		return launched{}, fmt.Errorf("sensor %s token request: %w", spec.Ref, err)
+		return sensorToken{}, fmt.Errorf("sensor %s token request: %w", plan.spec.Ref, err)
 	}
-	tok, err := l.tokens.issue(ctx, req)
-	if err != nil {
-		return launched{}, err
-	}
-	env, _ := sensorEnv(spec, plan, set, tok.Token) // its warnings are plan.Warnings, logged above
-	p, err := l.runner.start(ctx, procSpec{Ref: spec.Ref, Path: plan.Path, Args: plan.Args, Env: env,
+	return l.tokens.issue(ctx, req)
+}
+
+// start is step 4: the process group, with the token in its environment.
+func (l *sensorLauncher) start(ctx context.Context, plan launchPlan, set launchSettings, tok sensorToken, stdout, stderr io.Writer) (launched, error) {
+	env, _ := sensorEnv(plan.spec, plan, set, tok.Token) // its warnings are plan.Warnings, logged by prepare
+	p, err := l.runner.start(ctx, procSpec{Ref: plan.spec.Ref, Path: plan.Path, Args: plan.Args, Env: env,
 		Stdout: stdout, Stderr: stderr})
 	if err != nil {
-		return launched{}, fmt.Errorf("start sensor %s: %w", spec.Ref, err)
+		return launched{}, fmt.Errorf("start sensor %s: %w", plan.spec.Ref, err)
 	}
 	return launched{proc: p, rotateAfter: tokenRotationDelay(tok.IssuedAt, tok.ExpiresAt)}, nil
 }
