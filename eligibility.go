@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 )
 
@@ -36,35 +35,14 @@ type workerPlacement struct {
 func placementFromCapabilities(caps map[string]any) workerPlacement {
 	raw, _ := json.Marshal(caps)
 	var c struct {
-		Runtimes        []string            `json:"runtimes"`
-		RuntimeVersions map[string][]string `json:"runtime_versions"`
-		Detected        []struct {
-			Name    string  `json:"name"`
-			Version *string `json:"version"`
-		} `json:"detected_interpreters"`
+		Runtimes []string `json:"runtimes"`
 	}
 	_ = json.Unmarshal(raw, &c)
-	w := workerPlacement{Labels: workerLabels(raw), Taints: workerTaints(raw), Versions: map[string][]string{}}
+	w := workerPlacement{Labels: workerLabels(raw), Taints: workerTaints(raw), Versions: advertisedRuntimeVersions(caps)}
 	for _, r := range c.Runtimes {
 		if n := normalizeRuntimeName(r); n != "" && !slices.Contains(w.Runtimes, n) {
 			w.Runtimes = append(w.Runtimes, n)
 		}
-	}
-	for name, vs := range c.RuntimeVersions {
-		n := normalizeRuntimeName(name)
-		w.Versions[n] = append(w.Versions[n], vs...)
-	}
-	if len(w.Versions) == 0 {
-		for _, d := range c.Detected {
-			if d.Version != nil && *d.Version != "" {
-				n := normalizeRuntimeName(d.Name)
-				w.Versions[n] = append(w.Versions[n], *d.Version)
-			}
-		}
-	}
-	for n := range w.Versions {
-		sort.Strings(w.Versions[n])
-		w.Versions[n] = slices.Compact(w.Versions[n])
 	}
 	return w
 }
@@ -76,8 +54,8 @@ func ineligibleReason(sp sensorSpec, w workerPlacement, leases bool) string {
 	if !runtimeSupported(sp.RuntimeName, sp.RuntimeAliases, w.Runtimes) {
 		return fmt.Sprintf("runtime %s (%s) is not one this worker runs %v", sp.RuntimeRef, sp.RuntimeName, w.Runtimes)
 	}
-	if why := versionIneligible(sp, w.Versions); why != "" {
-		return why
+	if _, ok, why := selectRuntimeVersion(sp, w.Versions); !ok {
+		return "runtime version: " + why // quietly skipped: never a failing start
 	}
 	if sp.PlacementError != "" {
 		return sp.PlacementError
