@@ -82,7 +82,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	}
 	status := newStatusWriter(cfg, log)
 	prompts := &amqpPrompts{URL: cfg.MQURL, Log: log}
-	recorder := newSensorEvents(pool, schema, cfg.Sensor.WorkerName, prompts, log)
+	recorder := newSensorEvents(pool, schema, cfg.Sensor.WorkerName, cfg.ArtifactsDir, prompts, log)
 	svc := &Service{
 		Config:    cfg,
 		Log:       log,
@@ -99,6 +99,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		OnStop:     status.remove,
 	}
 	err = svc.Run(ctx)
+	recorder.close(processCloseTimeout) // the final "stopped" rows, before the pool goes
 	if !closePool(pool, dbCloseTimeout) {
 		log.Warn("database connections still closing at exit", "waited", dbCloseTimeout.String())
 	}
