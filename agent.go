@@ -30,9 +30,10 @@ func runDetectOnly(ctx context.Context, opts cliOptions, stdout, stderr io.Write
 }
 
 // runAgent loads the configuration, detects runtimes, connects to the
-// database and runs the Service until ctx ends. Every returned error is
-// mapped to an exit code by exitCode.
-func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
+// database and runs the Service until ctx ends, logging to logw (stdout, as
+// the reference does). Every returned error is mapped to an exit code by
+// exitCode.
+func runAgent(ctx context.Context, opts cliOptions, logw io.Writer) error {
 	wd, err := os.Getwd()
 	if err != nil {
 		return fmt.Errorf("working directory: %w", err)
@@ -41,7 +42,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.Log, os.Getenv("RUST_LOG"))
+	log := newLogger(logw, cfg.Log, os.Getenv("RUST_LOG"))
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration", "problem", w)
 	}
@@ -83,6 +84,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	status := newStatusWriter(cfg, log)
 	prompts := &amqpPrompts{URL: cfg.MQURL, Log: log}
 	recorder := newSensorEvents(pool, schema, cfg.Sensor.WorkerName, cfg.ArtifactsDir, prompts, log)
+	starts := newStartGate(recorder)
 	svc := &Service{
 		Config:    cfg,
 		Log:       log,
@@ -92,8 +94,9 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log},
 		Prompts:   prompts,
 		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log},
-			recorder, rotatingSensorLogs(cfg, log), log,
+			starts, rotatingSensorLogs(cfg, log), log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),
+		Starts:     starts,
 		OnWorkerID: func(id int64) { signer.setWorkerID(id); recorder.setWorkerID(id) },
 		OnBeat:     status.beat,
 		OnStop:     status.remove,
