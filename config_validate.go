@@ -42,6 +42,13 @@ func validateConfig(cfg *Config, tree map[string]any, notifierKey string) error 
 	if err := validateSchemaName(cfg.Database.Schema); err != nil {
 		return err
 	}
+	for _, tr := range []struct{ key, value string }{
+		{"packs.transport", cfg.Packs.Transport}, {"artifacts.transport", cfg.Artifacts.Transport},
+	} {
+		if err := validateTransport(tr.key, tr.value, cfg.Environment); err != nil {
+			return err
+		}
+	}
 	// Like the reference, a section created by an ATTUNE__MESSAGE_QUEUE__
 	// variable counts; ATTUNE_MQ_URL alone does not create the section.
 	if mq, ok := tree["message_queue"]; !ok || mq == nil {
@@ -253,4 +260,24 @@ func decodeSensorTaints(d *configDecoder, path string) ([]Taint, []string) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// validateTransport checks packs.transport / artifacts.transport. The
+// reference decodes both into one lowercase enum (volume, api, auto), so any
+// other spelling fails to load in every environment. auto guesses the
+// transport from a sentinel file the API leaves on a shared volume (the
+// reference calls it the legacy mode); outside development a guess could
+// silently pick the wrong transport, so it must be named explicitly there.
+func validateTransport(key, value, environment string) error {
+	switch value {
+	case "volume", "api":
+		return nil
+	case "auto":
+		if environment == "development" {
+			return nil
+		}
+		return newConfigError(key, fmt.Sprintf("transport \"auto\" is only accepted in the development environment (environment is %q); set volume or api", environment))
+	default:
+		return newConfigError(key, fmt.Sprintf("unknown transport %q; must be one of volume, api, auto", value))
+	}
 }

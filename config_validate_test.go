@@ -33,6 +33,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"log level is case-sensitive", mq + sec + "log: {level: INFO}", nil, `log.level: invalid log level "INFO"; must be one of trace, debug, info, warn, error`},
 		{"bad log format", mq + sec, []string{"ATTUNE__LOG__FORMAT=compact"}, `log.format: invalid log format "compact"; must be one of json, pretty`},
 		{"empty schema", mq + sec + "database: {schema: ''}", nil, "database.schema: schema name cannot be empty"},
+		{"bad packs transport", mq + sec + "packs: {transport: s3}", nil, `packs.transport: unknown transport "s3"; must be one of volume, api, auto`},
+		{"transport is case-sensitive", mq + sec, []string{"ATTUNE__ARTIFACTS__TRANSPORT=API"}, `artifacts.transport: unknown transport "API"; must be one of volume, api, auto`},
+		{"auto outside development", mq + sec + "environment: production\npacks: {transport: auto}", nil,
+			`packs.transport: transport "auto" is only accepted in the development environment (environment is "production"); set volume or api`},
+		{"auto artifacts outside development", mq + sec + "artifacts: {transport: auto}", []string{"ATTUNE__ENVIRONMENT=staging"},
+			`artifacts.transport: transport "auto" is only accepted in the development environment (environment is "staging"); set volume or api`},
 		{"schema with dash", mq + sec + "database: {schema: my-schema}", nil, `database.schema: invalid schema name "my-schema": only letters, digits and underscores allowed`},
 		{"schema injection", mq + sec, []string{"ATTUNE__DATABASE__SCHEMA=x; drop table worker"}, `database.schema: invalid schema name "x; drop table worker": only letters, digits and underscores allowed`},
 		{"schema too long", mq + sec + "database: {schema: " + strings.Repeat("s", 64) + "}", nil, `database.schema: schema name "` + strings.Repeat("s", 64) + `" too long (max 63 characters)`},
@@ -178,4 +184,21 @@ func TestLoadConfigFileErrors(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLoadConfigAcceptedTransports: volume and api anywhere, auto in
+// development (the default environment) only.
+func TestLoadConfigAcceptedTransports(t *testing.T) {
+	for _, env := range [][]string{
+		{"ATTUNE__PACKS__TRANSPORT=api", "ATTUNE__ARTIFACTS__TRANSPORT=volume", "ATTUNE__ENVIRONMENT=production"},
+		{"ATTUNE__PACKS__TRANSPORT=auto", "ATTUNE__ARTIFACTS__TRANSPORT=auto"},
+	} {
+		cfg, err := loadTestConfig(t, map[string]string{"config.yaml": minimalConfigYAML}, env, "")
+		if err != nil {
+			t.Fatalf("%v rejected: %v", env, err)
+		}
+		if want := strings.TrimPrefix(env[0], "ATTUNE__PACKS__TRANSPORT="); cfg.Packs.Transport != want {
+			t.Errorf("%v: packs.transport %q", env, cfg.Packs.Transport)
+		}
+	}
 }

@@ -268,8 +268,9 @@ func TestProcessRowsMassStart(t *testing.T) {
 	}
 }
 
-// TestStderrTail covers the excerpt bounds: 80 lines, 16 KiB, a partial
-// first line dropped, bytes a TEXT column refuses cleaned.
+// TestStderrTail covers the excerpt as the reference formats it: 80 lines,
+// 16 KiB read, "…" first when cut, blanks are none, bytes a TEXT column
+// refuses cleaned.
 func TestStderrTail(t *testing.T) {
 	long := strings.Repeat("x", 300) + "\n"
 	for _, c := range []struct {
@@ -280,8 +281,9 @@ func TestStderrTail(t *testing.T) {
 	}{
 		{"short", "a\nb\n", false, func(s string) bool { return s == "a\nb" }},
 		{"80 of 81", strings.Repeat("l\n", 80) + "first?\n", false, func(s string) bool { return strings.Count(s, "\n") == 79 && strings.HasSuffix(s, "first?") }},
-		{"cut drops the partial line", "tial\nwhole\n", true, func(s string) bool { return s == "whole" }},
-		{"cut single line kept", "only-part", true, func(s string) bool { return s == "only-part" }},
+		{"cut is marked", "tial\nwhole\n", true, func(s string) bool { return s == "…\ntial\nwhole" }},
+		{"CRLF", "a\r\nb\r\n", false, func(s string) bool { return s == "a\nb" }},
+		{"blanks are none", " \n\t\n", false, func(s string) bool { return s == "" }},
 		{"NUL and bad UTF-8", "a\x00b\xffc\n", false, func(s string) bool { return s == "ab\uFFFDc" }},
 		{"long lines", strings.Repeat(long, 50), false, func(s string) bool { return strings.Count(s, "\n") == 49 }},
 	} {
@@ -296,7 +298,7 @@ func TestStderrTail(t *testing.T) {
 	}
 	os.WriteFile(p, []byte(strings.Repeat(long, 200)), 0o644) // 60 KiB
 	got := readStderrExcerpt(p)
-	if got == nil || len(*got) > stderrExcerptMaxBytes || !strings.HasPrefix(*got, "xxx") || strings.Count(*got, "\n") > 79 {
-		t.Errorf("excerpt of a 60 KiB log: %d bytes", len(*got))
+	if got == nil || len(*got) > stderrExcerptMaxBytes+len("…\n") || !strings.HasPrefix(*got, "…\nx") || strings.Count(*got, "\n") > 80 {
+		t.Errorf("excerpt of a 60 KiB log: %v", got)
 	}
 }

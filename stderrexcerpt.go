@@ -4,7 +4,6 @@ package main
 // sensor's local stderr log, read when the sensor crashes (CONTRACT §7).
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"path/filepath"
@@ -51,27 +50,28 @@ func readStderrExcerpt(path string) *string {
 	return &s
 }
 
-// stderrTail keeps the last stderrExcerptMaxLines lines of b. When b was
-// cut from a longer file (cut), its first line is partial and is dropped,
-// unless it is the only line. The text is made storable in a TEXT column:
+// stderrTail keeps the last stderrExcerptMaxLines lines of b, as the
+// reference formats its excerpt: when b was cut from a longer file (cut),
+// the excerpt starts with "…" on a line of its own (the first line may be
+// partial); line ends ("\n", "\r\n") are not kept at the end; an excerpt
+// of blanks only is none (""). The text is made storable in a TEXT column:
 // invalid UTF-8 becomes U+FFFD and NUL bytes are removed.
 func stderrTail(b []byte, cut bool) string {
-	b = bytes.TrimRight(b, "\n")
+	s := strings.ReplaceAll(strings.ToValidUTF8(string(b), "\uFFFD"), "\x00", "")
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "\n"), "\r")
+	lines := strings.Split(s, "\n")
+	if len(lines) > stderrExcerptMaxLines {
+		lines = lines[len(lines)-stderrExcerptMaxLines:]
+	}
+	for i, l := range lines {
+		lines[i] = strings.TrimSuffix(l, "\r")
+	}
+	out := strings.Join(lines, "\n")
+	if strings.TrimSpace(out) == "" {
+		return ""
+	}
 	if cut {
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
+		return "…\n" + out
 	}
-	lines := 0
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == '\n' {
-			lines++
-			if lines == stderrExcerptMaxLines {
-				b = b[i+1:]
-				break
-			}
-		}
-	}
-	s := strings.ToValidUTF8(string(b), "\uFFFD")
-	return strings.ReplaceAll(s, "\x00", "")
+	return out
 }
