@@ -97,21 +97,26 @@ func TestLoadConfigErrors(t *testing.T) {
 }
 
 // TestLoadConfigAcceptedNotifierURLs covers the URLs the notifier rules let
-// through: wss anywhere, ws on loopback, ws anywhere with the opt-in.
+// through: wss anywhere, ws on loopback, ws anywhere with the opt-in; and
+// what reaches sensors is the URL normalised as the reference does.
 func TestLoadConfigAcceptedNotifierURLs(t *testing.T) {
 	for _, tc := range []struct {
-		url, allow string
+		url, allow, want string // want: what sensors get, the WHATWG serialisation
 	}{
-		{"wss://notify.example/ws", "false"},
-		{"WSS://notify.example/ws", "false"},
-		{"ws://127.0.0.1:8081/ws", "false"},
-		{"ws://127.9.9.9/ws", "false"},
-		{"ws://[::1]:8081/ws", "false"},
-		{"ws://[::ffff:127.0.0.1]:8081/ws", "false"},
-		{"ws://localhost:8081/ws", "false"},
-		{"ws://LOCALHOST./ws", "false"},
-		{"ws://notifier.localhost:8081/ws", "false"},
-		{"ws://notifier:8081/ws", "true"},
+		{"wss://notify.example/ws", "false", "wss://notify.example/ws"},
+		{"WSS://Notify.Example:443/ws", "false", "wss://notify.example/ws"},
+		{"wss://notify.example", "false", "wss://notify.example/"},
+		{"wss://notify.example:8443/ws?x=1", "false", "wss://notify.example:8443/ws?x=1"},
+		{"ws://127.0.0.1:8081/ws", "false", "ws://127.0.0.1:8081/ws"},
+		{"ws://127.9.9.9:80/ws", "false", "ws://127.9.9.9/ws"},
+		{"ws://[::1]:8081/ws", "false", "ws://[::1]:8081/ws"},
+		{"ws://[0:0:0:0:0:0:0:1]:8081/ws", "false", "ws://[::1]:8081/ws"},
+		{"ws://[::ffff:127.0.0.1]:8081/ws", "false", "ws://[::ffff:7f00:1]:8081/ws"},
+		{"ws://localhost:8081/ws", "false", "ws://localhost:8081/ws"},
+		{"ws://LOCALHOST./ws", "false", "ws://localhost./ws"},
+		{"ws://notifier.localhost:8081/ws", "false", "ws://notifier.localhost:8081/ws"},
+		{"ws://notifier:8081/ws", "true", "ws://notifier:8081/ws"},
+		{"  wss://padded.example/ws  ", "false", "wss://padded.example/ws"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			cfg, err := loadTestConfig(t, map[string]string{"config.yaml": minimalConfigYAML},
@@ -119,8 +124,8 @@ func TestLoadConfigAcceptedNotifierURLs(t *testing.T) {
 			if err != nil {
 				t.Fatalf("rejected: %v", err)
 			}
-			if cfg.NotifierWSURL != tc.url {
-				t.Errorf("notifier %q, want %q", cfg.NotifierWSURL, tc.url)
+			if cfg.NotifierWSURL != tc.want {
+				t.Errorf("notifier %q, want %q", cfg.NotifierWSURL, tc.want)
 			}
 		})
 	}
