@@ -220,7 +220,7 @@ func (r *processRecorder) writeLoop(ctx context.Context) {
 				r.requeue(rows)
 				if !failing {
 					failing = true
-					r.log.Warn("sensor_process update failed; retrying", "rows", len(rows), "error", err)
+					r.log.Warn("sensor_process update failed", "rows", len(rows), "retrying", true, "error", err)
 				}
 				if !sleepCtx(ctx, retry) {
 					return
