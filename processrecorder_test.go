@@ -36,12 +36,14 @@ type recorderFixture struct {
 	packID   int64
 	rtID     int64
 	dir      string
+	dbURL    string
 }
 
 func newRecorderFixture(t *testing.T) *recorderFixture {
 	t.Helper()
-	db := newSeedDB(t, newTestDB(t, "current"))
-	f := &recorderFixture{db: db, dir: t.TempDir()}
+	dbURL := newTestDB(t, "current")
+	db := newSeedDB(t, dbURL)
+	f := &recorderFixture{db: db, dir: t.TempDir(), dbURL: dbURL}
 	f.packID = db.pack("testpack")
 	f.rtID = db.runtime("core.native", "Native", `{}`)
 	f.workerID = db.id(`INSERT INTO worker (name, worker_type, worker_role) VALUES ('sensor-rows', 'local', 'sensor') RETURNING id`)
@@ -300,5 +302,50 @@ func TestStderrTail(t *testing.T) {
 	got := readStderrExcerpt(p)
 	if got == nil || len(*got) > stderrExcerptMaxBytes+len("…\n") || !strings.HasPrefix(*got, "…\nx") || strings.Count(*got, "\n") > 80 {
 		t.Errorf("excerpt of a 60 KiB log: %v", got)
+	}
+}
+
+// TestProcessRowsStalledDatabase: with the database stalled (through the
+// fault proxy: connections open, nothing answers), supervisor calls still
+// return at once; once it answers again the rows catch up to the latest
+// state, with nothing lost.
+func TestProcessRowsStalledDatabase(t *testing.T) {
+	direct := newRecorderFixture(t) // seeds; its own recorder stays idle
+	proxy, viaProxy := newFaultProxyFor(t, direct.dbURL)
+	proxied := newSeedDB(t, viaProxy)
+	rec := newProcessRecorder(proxied.pool, schemaInfo{SensorProcess: true}, "sensor-rows", direct.dir,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rec.setWorkerID(direct.workerID)
+	t.Cleanup(func() { proxy.restore(); rec.close(5 * time.Second) })
+	f := &recorderFixture{db: direct.db, rec: rec, workerID: direct.workerID, dir: direct.dir}
+	specs := []sensorSpec{direct.spec(t, "stall_a", 1), direct.spec(t, "stall_b", 1)}
+	for _, sp := range specs {
+		rec.sensorStarted(sp, 5000, 0)
+	}
+	f.flush(t)
+
+	proxy.stall()
+	start := time.Now()
+	for i := range 200 {
+		for _, sp := range specs {
+			rec.sensorExited(sp, exitStatus{Code: 1, At: time.Now()}, i+1, time.Now().Add(time.Second))
+			rec.sensorStarted(sp, 6000+i, i+1)
+		}
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("800 transitions took %v with the database stalled; supervisors must not wait for it", took)
+	}
+	time.Sleep(500 * time.Millisecond) // let a batch get stuck on the stalled connection
+	proxy.restore()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if !rec.flush(ctx) {
+		t.Fatal("rows not written within 60 s of the database answering again")
+	}
+	for _, sp := range specs {
+		r, _ := f.row(t, sp.ID)
+		if r.status != "running" || !intIs(r.pid, 6199) || r.failures != 200 {
+			t.Errorf("%s after the stall: %+v; want running pid 6199 with 200 failures", sp.Ref, r)
+		}
 	}
 }
