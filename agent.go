@@ -39,9 +39,10 @@ func runDetectOnly(ctx context.Context, opts cliOptions, stdout, stderr io.Write
 }
 
 // runAgent loads the configuration, detects runtimes, connects to the
-// database and runs the Service until ctx ends. Every returned error is
-// mapped to an exit code by exitCode.
-func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
+// database and runs the Service until ctx ends, logging to logw (stdout, as
+// the reference does). Every returned error is mapped to an exit code by
+// exitCode.
+func runAgent(ctx context.Context, opts cliOptions, logw io.Writer) error {
 	wd, err := os.Getwd()
 	if err != nil {
 		return fmt.Errorf("working directory: %w", err)
@@ -50,7 +51,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.Log, os.Getenv("RUST_LOG"))
+	log := newLogger(logw, cfg.Log, os.Getenv("RUST_LOG"))
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration", "problem", w)
 	}
@@ -108,7 +109,8 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	identity := func() (int64, string) { return workerID.Load(), signer.instanceID() }
 	status := newStatusWriter(cfg, log)
 	prompts := &amqpPrompts{URL: cfg.MQURL, Log: log}
-	recorder := newSensorEvents(pool, schema, cfg.Sensor.WorkerName, prompts, log)
+	recorder := newSensorEvents(pool, schema, cfg.Sensor.WorkerName, cfg.ArtifactsDir, prompts, log)
+	starts := newStartGate(recorder)
 	svc := &Service{
 		Config:    cfg,
 		Log:       log,
@@ -117,10 +119,11 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		Caps:      caps,
 		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log, identity: identity},
 		Prompts:   prompts,
-		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log, releases: newPackReleases(cfg, log), jwt: signer,
-			advertised: advertisedRuntimeVersions(capsObj)},
-			recorder, rotatingSensorLogs(cfg, log), log,
+		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log,
+			releases: newPackReleases(cfg, log), jwt: signer, advertised: advertisedRuntimeVersions(capsObj)},
+			starts, rotatingSensorLogs(cfg, log), log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),
+		Starts:     starts,
 		OnWorkerID: func(id int64) { workerID.Store(id); signer.setWorkerID(id); recorder.setWorkerID(id) },
 		OnBeat:     status.beat,
 		OnStop:     status.remove,
@@ -133,6 +136,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	// PackDeleted is handled in the consumer, before its ack (packpurge.go).
 	prompts.OnPackDeleted = newPackPurger(cfg, pgPackLookup{pool}, svc.Manager, stopGrace+packPurgeStopSlack, log).handle
 	err = svc.Run(ctx)
+	recorder.close(processCloseTimeout) // the final "stopped" rows, before the pool goes
 	if !closePool(pool, dbCloseTimeout) {
 		log.Warn("database connections still closing at exit", "waited", dbCloseTimeout.String())
 	}

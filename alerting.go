@@ -34,16 +34,23 @@ type sensorAlerter struct {
 
 var _ sensorEvents = (*sensorAlerter)(nil)
 
-// sensorExited records the exit, then raises the alert when it is due.
+// sensorExited records the exit and, when an alert may be due, asks the
+// recorder to consider it once the row is written: the supervisor never
+// waits for the database or the broker.
 func (a *sensorAlerter) sensorExited(spec sensorSpec, st exitStatus, failures int, next time.Time) {
-	a.processRecorder.sensorExited(spec, st, failures, next)
-	if a.pool == nil || a.pub == nil || len(spec.Rules) == 0 || failures < sensorAlertThreshold {
-		return
+	var job *alertJob
+	if a.pub != nil && len(spec.Rules) > 0 && failures >= sensorAlertThreshold {
+		job = &alertJob{spec: spec, st: st, failures: failures, next: next}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), alertTimeout)
+	a.processRecorder.exited(spec, st, failures, next, job)
+}
+
+// raiseJob performs one queued alert within alertTimeout.
+func (a *sensorAlerter) raiseJob(ctx context.Context, j alertJob) {
+	ctx, cancel := context.WithTimeout(ctx, alertTimeout)
 	defer cancel()
-	if err := a.raise(ctx, spec, st, failures, next); err != nil {
-		a.log.Warn("sensor failure alert not raised", "sensor", spec.Ref, "attempt", failures, "error", err)
+	if err := a.raise(ctx, j.spec, j.st, j.failures, j.next); err != nil {
+		a.log.Warn("sensor failure alert not raised", "sensor", j.spec.Ref, "attempt", j.failures, "error", err)
 	}
 }
 
@@ -100,6 +107,10 @@ func (a *sensorAlerter) raise(ctx context.Context, spec sensorSpec, st exitStatu
 
 // newSensorEvents returns the supervisor's event sink: the sensor_process
 // recorder, raising alerts through pub when the schema has what they need.
-func newSensorEvents(pool *pgxpool.Pool, si schemaInfo, workerName string, pub alertPublisher, log *slog.Logger) *sensorAlerter {
-	return &sensorAlerter{processRecorder: newProcessRecorder(pool, si, workerName, log), pub: pub}
+func newSensorEvents(pool *pgxpool.Pool, si schemaInfo, workerName, artifactsDir string, pub alertPublisher, log *slog.Logger) *sensorAlerter {
+	a := &sensorAlerter{processRecorder: newProcessRecorder(pool, si, workerName, artifactsDir, log), pub: pub}
+	if pub != nil {
+		a.onAlert = a.raiseJob
+	}
+	return a
 }

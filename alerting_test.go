@@ -24,8 +24,20 @@ func TestSensorAlerterRaisesOncePerFailureCount(t *testing.T) {
 		Rules: []sensorRule{{ID: 1, Ref: "testpack.r", TriggerRef: "testpack.t"}}}
 
 	pub := &fakeAlertPublisher{}
-	a := newSensorEvents(db.pool, schemaInfo{SensorProcess: true}, "sensor-alert", pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := newSensorEvents(db.pool, schemaInfo{SensorProcess: true}, "sensor-alert", t.TempDir(), pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	a.setWorkerID(workerID)
+	t.Cleanup(func() { a.close(5 * time.Second) })
+	// Alerts are raised after their row is written, off the caller:
+	// flush waits for both.
+	flush := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if !a.flush(ctx) {
+			t.Fatal("sensor_process writer did not drain within 10 s")
+		}
+	}
+	a.sensorStarted(spec, 4242, 0) // the row a crash updates
 	exit := exitStatus{Code: 3, At: time.Now()}
 	countEvents := func() int {
 		var n int
@@ -36,6 +48,7 @@ func TestSensorAlerterRaisesOncePerFailureCount(t *testing.T) {
 	// No core.alert trigger registered: the reference raises nothing.
 	for f := 1; f <= 3; f++ {
 		a.sensorExited(spec, exit, f, time.Now().Add(20*time.Second))
+		flush()
 	}
 	if n := countEvents(); n != 0 || len(pub.calls) != 0 {
 		t.Fatalf("alert raised without a core.alert trigger: %d events, %d publishes", n, len(pub.calls))
@@ -44,7 +57,9 @@ func TestSensorAlerterRaisesOncePerFailureCount(t *testing.T) {
 	corePack := db.pack("core")
 	triggerID := db.id(`INSERT INTO trigger (ref, pack, pack_ref, label) VALUES ('core.alert', $1, 'core', 'Alert') RETURNING id`, corePack)
 	a.sensorExited(spec, exit, 3, time.Now().Add(20*time.Second))
+	flush()
 	a.sensorExited(spec, exit, 3, time.Now().Add(20*time.Second)) // same count: not again
+	flush()
 	if n := countEvents(); n != 1 || len(pub.calls) != 1 {
 		t.Fatalf("after failure 3 twice: %d events, %d publishes; want 1 and 1", n, len(pub.calls))
 	}
@@ -66,9 +81,11 @@ func TestSensorAlerterRaisesOncePerFailureCount(t *testing.T) {
 	}
 
 	a.sensorExited(spec, exit, 4, time.Now().Add(40*time.Second))
+	flush()
 	noRules := spec
 	noRules.Rules = nil
 	a.sensorExited(noRules, exit, 5, time.Now().Add(80*time.Second))
+	flush()
 	if len(pub.calls) != 2 {
 		t.Errorf("publishes = %d, want 2 (failure 4 alerts, a sensor without rules does not)", len(pub.calls))
 	}

@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if opts.detectOnly {
 		return runDetectOnly(ctx, opts, stdout, stderr)
 	}
-	return exitCode(runAgent(ctx, opts, stderr), stderr)
+	return exitCode(runAgent(ctx, opts, stdout), stderr) // logs on stdout, as the reference
 }
 
 // parseFlags parses the agent flags; -x and --x are the same to package flag.
@@ -73,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (cliOptions, error) {
 	fs.BoolVar(&o.detectOnly, "detect-only", false, "")
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.BoolVar(&o.version, "version", false, "")
+	fs.BoolVar(&o.version, "V", false, "")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usageText) }
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -100,7 +101,7 @@ Options:
   -n, --name NAME     sensor worker name (overrides sensor.worker_name)
       --detect-only   print the runtime detection report and exit
       --json          with --detect-only: print the report as JSON
-      --version       print version information and exit
+  -V, --version       print version information and exit
   -h, --help          print this help and exit
 
 Subcommands:

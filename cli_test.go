@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -85,4 +86,21 @@ func TestCLIDetectOnlyJSON(t *testing.T) {
 	if len(rep.Runtimes) == 0 || rep.Runtimes[0]["name"] != "shell" {
 		t.Errorf("runtimes %v: want shell first on this machine", rep.Runtimes)
 	}
+}
+
+// TestCLIVersionShort: -V is --version (clap's short flag in the
+// reference); the golden pins the text with the build-dependent values
+// (version, commit, Go release) masked.
+func TestCLIVersionShort(t *testing.T) {
+	var short, long, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"-V"}, &short, &errOut); code != exitOK || errOut.Len() != 0 {
+		t.Fatalf("-V: exit %d, stderr %q", code, errOut.String())
+	}
+	run(context.Background(), []string{"--version"}, &long, &errOut)
+	if short.String() != long.String() {
+		t.Errorf("-V printed %q, --version %q", short.String(), long.String())
+	}
+	masked := strings.NewReplacer(version, "VERSION", versionCommit(), "COMMIT", runtime.Version(), "GO",
+		runtime.GOOS+"/"+runtime.GOARCH, "OS/ARCH").Replace(short.String())
+	assertGolden(t, []byte(masked))
 }

@@ -42,6 +42,13 @@ func validateConfig(cfg *Config, tree map[string]any, notifierKey string) error 
 	if err := validateSchemaName(cfg.Database.Schema); err != nil {
 		return err
 	}
+	for _, tr := range []struct{ key, value string }{
+		{"packs.transport", cfg.Packs.Transport}, {"artifacts.transport", cfg.Artifacts.Transport},
+	} {
+		if err := validateTransport(tr.key, tr.value, cfg.Environment); err != nil {
+			return err
+		}
+	}
 	// Like the reference, a section created by an ATTUNE__MESSAGE_QUEUE__
 	// variable counts; ATTUNE_MQ_URL alone does not create the section.
 	if mq, ok := tree["message_queue"]; !ok || mq == nil {
@@ -67,8 +74,78 @@ func validateConfig(cfg *Config, tree map[string]any, notifierKey string) error 
 		if err := validateNotifierWSURL(cfg.NotifierWSURL, cfg.Sensor.AllowInsecureNotifierWS); err != nil {
 			return newConfigError(notifierKey, err.Error())
 		}
+		cfg.NotifierWSURL = normalizeNotifierWSURL(cfg.NotifierWSURL)
 	}
 	return nil
+}
+
+// normalizeNotifierWSURL rewrites a validated notifier URL the way the
+// reference hands it to sensors: it parses it as a WHATWG URL and passes on
+// that URL's serialisation. So scheme and host are lower case, an IPv6 host
+// is in its compressed hex form, the scheme's default port (ws 80, wss 443)
+// is dropped and an empty path becomes "/". Query and fragment are kept.
+func normalizeNotifierWSURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw // validateNotifierWSURL refused it already
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() && a.Zone() == "" {
+		host = "[" + whatwgIPv6(a) + "]"
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if (u.Scheme == "ws" && port == "80") || (u.Scheme == "wss" && port == "443") {
+		port = ""
+	}
+	u.Host = host
+	if port != "" {
+		u.Host += ":" + port
+	}
+	if u.Path == "" && u.RawPath == "" {
+		u.Path = "/"
+	}
+	return u.String()
+}
+
+// whatwgIPv6 serialises an IPv6 address as the URL standard does: eight
+// hex pieces without leading zeros, the first longest run of two or more
+// zero pieces compressed to "::"; an IPv4-mapped address stays in hex.
+func whatwgIPv6(a netip.Addr) string {
+	b := a.As16()
+	var pieces [8]uint16
+	for i := range pieces {
+		pieces[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
+	}
+	start, length := -1, 1
+	for i := 0; i < 8; {
+		if pieces[i] != 0 {
+			i++
+			continue
+		}
+		j := i
+		for j < 8 && pieces[j] == 0 {
+			j++
+		}
+		if j-i > length {
+			start, length = i, j-i
+		}
+		i = j
+	}
+	var sb strings.Builder
+	for i := 0; i < 8; i++ {
+		if i == start {
+			sb.WriteString("::")
+			i += length - 1
+			continue
+		}
+		if sb.Len() > 0 && !strings.HasSuffix(sb.String(), ":") {
+			sb.WriteByte(':')
+		}
+		fmt.Fprintf(&sb, "%x", pieces[i])
+	}
+	return sb.String()
 }
 
 // validatePassthroughEnv applies the reference's rules for names a sensor
@@ -253,4 +330,24 @@ func decodeSensorTaints(d *configDecoder, path string) ([]Taint, []string) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// validateTransport checks packs.transport / artifacts.transport. The
+// reference decodes both into one lowercase enum (volume, api, auto), so any
+// other spelling fails to load in every environment. auto guesses the
+// transport from a sentinel file the API leaves on a shared volume (the
+// reference calls it the legacy mode); outside development a guess could
+// silently pick the wrong transport, so it must be named explicitly there.
+func validateTransport(key, value, environment string) error {
+	switch value {
+	case "volume", "api":
+		return nil
+	case "auto":
+		if environment == "development" {
+			return nil
+		}
+		return newConfigError(key, fmt.Sprintf("transport \"auto\" is only accepted in the development environment (environment is %q); set volume or api", environment))
+	default:
+		return newConfigError(key, fmt.Sprintf("unknown transport %q; must be one of volume, api, auto", value))
+	}
 }

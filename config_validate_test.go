@@ -33,6 +33,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"log level is case-sensitive", mq + sec + "log: {level: INFO}", nil, `log.level: invalid log level "INFO"; must be one of trace, debug, info, warn, error`},
 		{"bad log format", mq + sec, []string{"ATTUNE__LOG__FORMAT=compact"}, `log.format: invalid log format "compact"; must be one of json, pretty`},
 		{"empty schema", mq + sec + "database: {schema: ''}", nil, "database.schema: schema name cannot be empty"},
+		{"bad packs transport", mq + sec + "packs: {transport: s3}", nil, `packs.transport: unknown transport "s3"; must be one of volume, api, auto`},
+		{"transport is case-sensitive", mq + sec, []string{"ATTUNE__ARTIFACTS__TRANSPORT=API"}, `artifacts.transport: unknown transport "API"; must be one of volume, api, auto`},
+		{"auto outside development", mq + sec + "environment: production\npacks: {transport: auto}", nil,
+			`packs.transport: transport "auto" is only accepted in the development environment (environment is "production"); set volume or api`},
+		{"auto artifacts outside development", mq + sec + "artifacts: {transport: auto}", []string{"ATTUNE__ENVIRONMENT=staging"},
+			`artifacts.transport: transport "auto" is only accepted in the development environment (environment is "staging"); set volume or api`},
 		{"schema with dash", mq + sec + "database: {schema: my-schema}", nil, `database.schema: invalid schema name "my-schema": only letters, digits and underscores allowed`},
 		{"schema injection", mq + sec, []string{"ATTUNE__DATABASE__SCHEMA=x; drop table worker"}, `database.schema: invalid schema name "x; drop table worker": only letters, digits and underscores allowed`},
 		{"schema too long", mq + sec + "database: {schema: " + strings.Repeat("s", 64) + "}", nil, `database.schema: schema name "` + strings.Repeat("s", 64) + `" too long (max 63 characters)`},
@@ -91,21 +97,26 @@ func TestLoadConfigErrors(t *testing.T) {
 }
 
 // TestLoadConfigAcceptedNotifierURLs covers the URLs the notifier rules let
-// through: wss anywhere, ws on loopback, ws anywhere with the opt-in.
+// through: wss anywhere, ws on loopback, ws anywhere with the opt-in; and
+// what reaches sensors is the URL normalised as the reference does.
 func TestLoadConfigAcceptedNotifierURLs(t *testing.T) {
 	for _, tc := range []struct {
-		url, allow string
+		url, allow, want string // want: what sensors get, the WHATWG serialisation
 	}{
-		{"wss://notify.example/ws", "false"},
-		{"WSS://notify.example/ws", "false"},
-		{"ws://127.0.0.1:8081/ws", "false"},
-		{"ws://127.9.9.9/ws", "false"},
-		{"ws://[::1]:8081/ws", "false"},
-		{"ws://[::ffff:127.0.0.1]:8081/ws", "false"},
-		{"ws://localhost:8081/ws", "false"},
-		{"ws://LOCALHOST./ws", "false"},
-		{"ws://notifier.localhost:8081/ws", "false"},
-		{"ws://notifier:8081/ws", "true"},
+		{"wss://notify.example/ws", "false", "wss://notify.example/ws"},
+		{"WSS://Notify.Example:443/ws", "false", "wss://notify.example/ws"},
+		{"wss://notify.example", "false", "wss://notify.example/"},
+		{"wss://notify.example:8443/ws?x=1", "false", "wss://notify.example:8443/ws?x=1"},
+		{"ws://127.0.0.1:8081/ws", "false", "ws://127.0.0.1:8081/ws"},
+		{"ws://127.9.9.9:80/ws", "false", "ws://127.9.9.9/ws"},
+		{"ws://[::1]:8081/ws", "false", "ws://[::1]:8081/ws"},
+		{"ws://[0:0:0:0:0:0:0:1]:8081/ws", "false", "ws://[::1]:8081/ws"},
+		{"ws://[::ffff:127.0.0.1]:8081/ws", "false", "ws://[::ffff:7f00:1]:8081/ws"},
+		{"ws://localhost:8081/ws", "false", "ws://localhost:8081/ws"},
+		{"ws://LOCALHOST./ws", "false", "ws://localhost./ws"},
+		{"ws://notifier.localhost:8081/ws", "false", "ws://notifier.localhost:8081/ws"},
+		{"ws://notifier:8081/ws", "true", "ws://notifier:8081/ws"},
+		{"  wss://padded.example/ws  ", "false", "wss://padded.example/ws"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			cfg, err := loadTestConfig(t, map[string]string{"config.yaml": minimalConfigYAML},
@@ -113,8 +124,8 @@ func TestLoadConfigAcceptedNotifierURLs(t *testing.T) {
 			if err != nil {
 				t.Fatalf("rejected: %v", err)
 			}
-			if cfg.NotifierWSURL != tc.url {
-				t.Errorf("notifier %q, want %q", cfg.NotifierWSURL, tc.url)
+			if cfg.NotifierWSURL != tc.want {
+				t.Errorf("notifier %q, want %q", cfg.NotifierWSURL, tc.want)
 			}
 		})
 	}
@@ -178,4 +189,21 @@ func TestLoadConfigFileErrors(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLoadConfigAcceptedTransports: volume and api anywhere, auto in
+// development (the default environment) only.
+func TestLoadConfigAcceptedTransports(t *testing.T) {
+	for _, env := range [][]string{
+		{"ATTUNE__PACKS__TRANSPORT=api", "ATTUNE__ARTIFACTS__TRANSPORT=volume", "ATTUNE__ENVIRONMENT=production"},
+		{"ATTUNE__PACKS__TRANSPORT=auto", "ATTUNE__ARTIFACTS__TRANSPORT=auto"},
+	} {
+		cfg, err := loadTestConfig(t, map[string]string{"config.yaml": minimalConfigYAML}, env, "")
+		if err != nil {
+			t.Fatalf("%v rejected: %v", env, err)
+		}
+		if want := strings.TrimPrefix(env[0], "ATTUNE__PACKS__TRANSPORT="); cfg.Packs.Transport != want {
+			t.Errorf("%v: packs.transport %q", env, cfg.Packs.Transport)
+		}
+	}
 }

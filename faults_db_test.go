@@ -105,8 +105,8 @@ func TestAgentSurvivesDatabaseOutage(t *testing.T) {
 			t.Errorf("exit code %d after SIGTERM with the database stalled, want 0", code)
 		}
 		// The inactive mark gets deregisterTimeout, the sensor_process
-		// writes 2 s (concurrently), closing the pool 2 s: bounded.
-		if bound := deregisterTimeout + processRecordTimeout + dbCloseTimeout + 3*time.Second; took > bound {
+		// writer processCloseTimeout, closing the pool 2 s: bounded.
+		if bound := deregisterTimeout + processCloseTimeout + dbCloseTimeout + 3*time.Second; took > bound {
 			t.Errorf("shutdown took %v with the database stalled, want under %v", took, bound)
 		}
 		// One line per component, not per failed call: both sensors'

@@ -107,7 +107,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// agentProc is the real agent binary running under a test.
+// agentProc is the real agent binary running under a test. The agent logs
+// on stdout (as the reference) and reports fatal errors on stderr; stdout
+// and stderr here are one buffer holding both, in order, so a test reads
+// the whole story in one place (TestAgentLogsOnStdout checks the split).
 type agentProc struct {
 	t      testing.TB
 	cmd    *exec.Cmd
@@ -138,7 +141,8 @@ func startAgent(t testing.TB, env []string, args ...string) *agentProc {
 func runAgentCmd(t testing.TB, cmd *exec.Cmd, env []string, leftover func(*agentProc)) *agentProc {
 	t.Helper()
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	a := &agentProc{t: t, cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	out := &syncBuffer{}
+	a := &agentProc{t: t, cmd: cmd, stdout: out, stderr: out, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = a.stdout, a.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -156,7 +160,7 @@ func runAgentCmd(t testing.TB, cmd *exec.Cmd, env []string, leftover func(*agent
 			leftover(a)
 		}
 		if t.Failed() {
-			t.Logf("agent stderr:\n%s", a.stderr.String())
+			t.Logf("agent output:\n%s", a.stderr.String())
 		}
 	})
 	return a

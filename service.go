@@ -71,6 +71,9 @@ type Service struct {
 	Sensors   sensorSource
 	Prompts   promptSource
 	Manager   *sensorManager
+	// Starts, when set, is the event sink of Manager's supervisors: the
+	// ready line waits for their first launch outcomes.
+	Starts *startGate
 	// OnWorkerID learns the worker id at registration and after a re-registration.
 	OnWorkerID func(id int64)
 	// OnBeat runs after each successful heartbeat (the status file).
@@ -102,13 +105,11 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	bg := context.WithoutCancel(ctx) // internal loops are stopped one by one, in order
 	hbCtx, stopHB := context.WithCancel(bg)
-	wg.Add(1)
 	hb := newHeartbeater(s.Workers, s.Log, id, heartbeatOptions{
 		Interval: s.Config.Sensor.HeartbeatInterval, WorkerName: s.Config.Sensor.WorkerName,
 		Host: s.Config.Sensor.Host, Capabilities: s.Caps, Counters: s.Manager.counters,
 		OnBeat: s.OnBeat, OnRegistered: s.OnWorkerID,
 	})
-	go func() { defer wg.Done(); hb.run(hbCtx) }()
 
 	leaseCtx, stopLeases := context.WithCancel(bg)
 	leasesDone := make(chan struct{})
@@ -130,10 +131,24 @@ func (s *Service) Run(ctx context.Context) error {
 	mqDone := make(chan struct{})
 	go func() { defer close(mqDone); s.Prompts.run(mqCtx, notify) }()
 
-	s.Log.Info("Attune Sensor Agent is ready", "worker_id", id)
+	// Ready comes in the reference's order (CONTRACT §1): the first start of
+	// the eligible sensors (pass 1), the first counter sync, the heartbeat's
+	// start. The sync is one synchronous beat before the heartbeat loop
+	// starts, so the two never run at once.
+	ready := func() {
+		if s.Starts != nil && !s.Starts.wait(ctx, s.Manager.supervisedIDs, readyStartWait) && ctx.Err() == nil {
+			s.Log.Warn("first sensor starts still pending; reporting ready anyway", "waited", readyStartWait.String())
+		}
+		if err := hb.tick(hbCtx); err != nil {
+			s.Log.Warn("first counter sync failed; the heartbeat retries every interval", "worker_id", id, "error", err.Error())
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); hb.run(hbCtx) }()
+		s.Log.Info("Attune Sensor Agent is ready", "worker_id", hb.workerID())
+	}
 	// Supervisors run under bg: they stop through stopSensors, after the worker
 	// row is inactive, not the instant the signal arrives.
-	s.reconcileLoop(ctx, bg, kick)
+	s.reconcileLoop(ctx, bg, kick, ready)
 
 	// Shutdown (CONTRACT §8). The heartbeat stops before the row is marked
 	// inactive: a beat landing after deregistration would flip it back to active.
@@ -184,16 +199,32 @@ func (s *Service) stopSensors(ctx context.Context) error {
 		return errForcedStop
 	default:
 	}
+	if err != nil && s.Manager.sensorsLeft() == 0 {
+		// The reference exits 0 when a sensor needed SIGKILL after the
+		// shutdown timeout; so do we, and say so.
+		s.Log.Warn("shutdown needed SIGKILL: a sensor outlived sensor.shutdown_timeout; exiting 0 as the reference does",
+			"shutdown_timeout", s.Config.Sensor.ShutdownTimeout.String())
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("stop sensors: %w", err)
 	}
 	return nil
 }
 
+// sensorsLeft counts the supervisors that have not finished, running or
+// stopping: 0 once every sensor process is gone.
+func (m *sensorManager) sensorsLeft() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.active) + len(m.stopping)
+}
+
 // reconcileLoop converges the sensor set at start, every reconcileInterval and
 // at once after a prompt; bursts of prompts coalesce into one pass per
-// promptPassGap.
-func (s *Service) reconcileLoop(ctx, sensorCtx context.Context, kick <-chan struct{}) {
+// promptPassGap. afterFirst runs once, after the first pass, whatever its outcome: a
+// database that cannot be read yet must not hold the heartbeat back.
+func (s *Service) reconcileLoop(ctx, sensorCtx context.Context, kick <-chan struct{}, afterFirst func()) {
 	t := time.NewTicker(reconcileInterval)
 	defer t.Stop()
 	dbDown := false
@@ -219,6 +250,10 @@ func (s *Service) reconcileLoop(ctx, sensorCtx context.Context, kick <-chan stru
 				dbDown = false
 			}
 			s.Manager.converge(sensorCtx, desired)
+		}
+		if afterFirst != nil {
+			afterFirst()
+			afterFirst = nil
 		}
 		select {
 		case <-ctx.Done():

@@ -97,7 +97,9 @@ func startAgentRun(bin string, env []string, logPath string) (*agentRun, error) 
 	a := &agentRun{changed: make(chan struct{}), readEOF: make(chan struct{}), done: make(chan struct{})}
 	a.cmd = exec.Command(bin)
 	a.cmd.Env = env
-	a.cmd.Stderr = w // an *os.File: no copying goroutine, so Wait returns at exit
+	// The agent logs on stdout; fatal errors go to stderr. Both into w, an
+	// *os.File: no copying goroutine, so Wait returns at exit.
+	a.cmd.Stdout, a.cmd.Stderr = w, w
 	// If the harness dies, the agent dies with it (and its sensors with it:
 	// the harness's cleanup kills whatever is left).
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
