@@ -92,7 +92,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log},
 		Prompts:   prompts,
 		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log},
-			recorder, rotatingSensorLogs(cfg, log), log,
+			recorder, sensorOutputsFor(cfg, schema, &pgLogRows{pool: pool, schema: schema}, signer, log), log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),
 		OnWorkerID: func(id int64) { signer.setWorkerID(id); recorder.setWorkerID(id) },
 		OnBeat:     status.beat,

@@ -52,8 +52,8 @@ type supervisor struct {
 	launcher launcher
 	events   sensorEvents
 	log      *slog.Logger
-	stdout   io.WriteCloser
-	stderr   io.WriteCloser
+	outputs  sensorOutputs // opened per process generation (sensoroutput.go)
+	out      sensorOutput  // the current generation's, nil between them
 	grace    time.Duration
 	// backoff returns the wait before the restart that follows the given
 	// number of consecutive failures; nil means restartDelay with jitter.
@@ -107,12 +107,18 @@ func (s *supervisor) setProc(p runningProc) {
 // run supervises until ctx ends, then stops the process group (SIGTERM,
 // grace, SIGKILL) and returns once it is gone.
 func (s *supervisor) run(ctx context.Context) {
-	defer s.closeLogs()
+	defer s.endOutput(outputSealWait)
 	log := s.log.With("sensor", s.spec.Ref)
 	for ctx.Err() == nil {
 		spec := s.currentSpec()
-		l, err := s.launcher.launch(ctx, spec, s.stdout, s.stderr)
+		out, err := s.outputs.open(ctx, spec)
+		var l launched
+		if err == nil {
+			s.out = out
+			l, err = s.launcher.launch(ctx, spec, out.stdout(), out.stderr())
+		}
 		if err != nil {
+			s.endOutput(endBound(ctx))
 			if ctx.Err() != nil {
 				return
 			}
@@ -152,6 +158,7 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 	case <-l.proc.Done():
 		st := l.proc.Status()
 		s.setProc(nil)
+		s.endOutput(endBound(ctx))
 		if ctx.Err() != nil {
 			s.events.sensorStopped(spec, st)
 			return false
@@ -168,6 +175,7 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 	case <-rotate:
 		log.Info("sensor token rotation: restarting sensor", "pid", l.proc.Pid())
 		st := s.stopProc(l.proc)
+		s.endOutput(endBound(ctx))
 		s.failures = 0
 		if ctx.Err() != nil {
 			// The agent began stopping during the rotation stop: record the
@@ -178,6 +186,7 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 		return true
 	case <-ctx.Done():
 		st := s.stopProc(l.proc)
+		s.endOutput(endBound(ctx))
 		log.Info("sensor stopped", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal))
 		s.events.sensorStopped(spec, st)
 		return false
@@ -228,11 +237,12 @@ func (s *supervisor) stopProc(p runningProc) exitStatus {
 	return p.Status()
 }
 
-func (s *supervisor) closeLogs() {
-	for _, c := range []io.Closer{s.stdout, s.stderr} {
-		if c != nil {
-			c.Close()
-		}
+// endOutput ends the current generation's output (drained by then: a
+// process's Done waits for its pipes), waiting at most bound.
+func (s *supervisor) endOutput(bound time.Duration) {
+	if s.out != nil {
+		s.out.end(bound)
+		s.out = nil
 	}
 }
 
