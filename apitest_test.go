@@ -39,6 +39,7 @@ type fakeAttuneAPI struct {
 	events      []fakeEvent
 	nextEventID int64
 	changed     chan struct{} // closed and replaced whenever an event arrives
+	logs        *fakeLogsAPI  // sensor log endpoints (fakeapi_logs_test.go)
 }
 
 // fakeTokenAnswer scripts one answer of the token endpoint: a status and a
@@ -80,6 +81,7 @@ func newFakeAttuneAPI(t testing.TB) *fakeAttuneAPI {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/internal/sensor-token", f.handleToken)
 	mux.HandleFunc("POST /api/v1/events", f.handleEvent)
+	f.logs = newFakeLogsAPI(mux, f.secret)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
