@@ -143,3 +143,45 @@ func TestSensorLogsUnderAPIFaults(t *testing.T) {
 		t.Errorf("no warning for the segments lost in the outage")
 	}
 }
+
+// floodBytes is the flood of TestSensorLogFloodStaysBounded.
+const floodBytes = 200 << 20
+
+// floodRSSBoundKB is the agent's peak resident memory allowed while one
+// sensor floods 200 MB: the per-stream bound (log_segment_max_bytes buffered
+// plus one segment in flight) is a few MiB; the rest is the agent itself.
+const floodRSSBoundKB = 64 << 10
+
+func TestSensorLogFloodStaysBounded(t *testing.T) {
+	s, pool := newLogStack(t)
+	s.nativeSensor("flood", fmt.Sprintf("#!/bin/sh\nyes 'flood flood flood flood flood flood flood flood flood flood' | head -c %d\necho 'FLOOD DONE' >&2\nexec sleep 100000\n", floodBytes))
+	a := s.start()
+	start := time.Now()
+	if !waitUntil(180*time.Second, func() bool {
+		_, e := readSensorLog(t, s.api, "testpack.flood", "stderr")
+		return bytes.Contains(e, []byte("FLOOD DONE\n"))
+	}) {
+		t.Fatalf("flood never finished; agent log:\n%s", tail(a.stderr.String(), 3000))
+	}
+	var shipped int64
+	waitUntil(30*time.Second, func() bool {
+		var n int64
+		pool.QueryRow(context.Background(), `SELECT COALESCE(sum(l.total_bytes), 0) FROM log_stream l JOIN artifact_version v ON v.id = l.artifact_version
+		  JOIN artifact a ON a.id = v.artifact WHERE a.ref = 'sensor.testpack.flood.stdout'`).Scan(&n)
+		if n == shipped && n > 0 {
+			return true
+		}
+		shipped = n
+		return false
+	})
+	elapsed := time.Since(start)
+	hwm := procStatusKB(t, a.cmd.Process.Pid, "VmHWM")
+	t.Logf("flood: %d of %d bytes shipped in %s (%.1f MB/s), agent VmHWM %d kB", shipped, floodBytes, elapsed.Round(time.Millisecond),
+		float64(shipped)/elapsed.Seconds()/1e6, hwm)
+	if hwm > floodRSSBoundKB {
+		t.Errorf("agent peak RSS %d kB during a 200 MB flood, bound %d kB", hwm, floodRSSBoundKB)
+	}
+	if shipped < floodBytes/2 {
+		t.Errorf("only %d of %d flood bytes reached the API with a healthy API", shipped, floodBytes)
+	}
+}
