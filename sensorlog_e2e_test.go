@@ -161,3 +161,28 @@ func TestSensorLogsReadBackThroughAPI(t *testing.T) {
 		t.Errorf("unknown sensor: %d %s, want 404", st, body)
 	}
 }
+
+// TestSensorLogsLegacyGenerationKeepsLocalFiles: without the log_stream
+// table the agent writes the local files only and never calls the log API.
+func TestSensorLogsLegacyGenerationKeepsLocalFiles(t *testing.T) {
+	s := newTestStack(t, "legacy")
+	t.Cleanup(s.killLeftovers)
+	s.nativeSensor("chatty", logSensorScript(filepath.Join(s.dir, "count"), 20))
+	a := s.start()
+	o1, _ := expectedRunOutput(1, 20)
+	o2, _ := expectedRunOutput(2, 20)
+	local := filepath.Join(s.dir, "artifacts", "sensors", "testpack.chatty", "stdout.log")
+	if !waitUntil(60*time.Second, func() bool {
+		b, _ := os.ReadFile(local)
+		return bytes.Equal(b, append(o1, o2...))
+	}) {
+		b, _ := os.ReadFile(local)
+		t.Fatalf("local stdout.log %q, want both runs; agent log:\n%s", b, tail(a.stderr.String(), 3000))
+	}
+	if code := a.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("agent exit code %d", code)
+	}
+	if puts, seals, _ := s.api.logs.counts(); puts != 0 || seals != 0 {
+		t.Errorf("legacy generation: %d segment PUTs and %d seals, want none", puts, seals)
+	}
+}
