@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -77,7 +78,7 @@ func (r *pgLogRows) ensureArtifacts(ctx context.Context, spec sensorSpec) ([2]lo
 		var p *string
 		var l *int32
 		err := r.pool.QueryRow(ctx, `SELECT log_retention_policy::text, log_retention_limit FROM sensor WHERE id = $1`, spec.ID).Scan(&p, &l)
-		if err != nil && err != pgx.ErrNoRows {
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return out, fmt.Errorf("sensor %s: read log retention: %w", spec.Ref, err)
 		}
 		if p != nil {

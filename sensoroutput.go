@@ -22,8 +22,9 @@ type sensorOutputs interface {
 	open(ctx context.Context, spec sensorSpec) (sensorOutput, error)
 }
 
-// sensorOutput is where one process generation writes. Writes never block
-// on the API: what cannot be shipped in time is dropped with a counted warning.
+// sensorOutput is where one process generation writes. Writes never wait
+// long on the API (at most one short backpressure stall, sensorlog_ship.go):
+// what cannot be shipped in time is dropped with a counted warning.
 type sensorOutput interface {
 	stdout() io.Writer
 	stderr() io.Writer
