@@ -83,6 +83,7 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 	status := newStatusWriter(cfg, log)
 	prompts := &amqpPrompts{URL: cfg.MQURL, Log: log}
 	recorder := newSensorEvents(pool, schema, cfg.Sensor.WorkerName, prompts, log)
+	outputs := sensorOutputsFor(cfg, schema, &pgLogRows{pool: pool, schema: schema}, signer, log)
 	svc := &Service{
 		Config:    cfg,
 		Log:       log,
@@ -92,13 +93,16 @@ func runAgent(ctx context.Context, opts cliOptions, stderr io.Writer) error {
 		Sensors:   &pgSensorSource{pool: pool, schema: schema, log: log},
 		Prompts:   prompts,
 		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log},
-			recorder, sensorOutputsFor(cfg, schema, &pgLogRows{pool: pool, schema: schema}, signer, log), log,
+			recorder, outputs, log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),
 		OnWorkerID: func(id int64) { signer.setWorkerID(id); recorder.setWorkerID(id) },
 		OnBeat:     status.beat,
 		OnStop:     status.remove,
 	}
 	err = svc.Run(ctx)
+	if so, ok := outputs.(*streamOutputs); ok {
+		so.wait(outputSealWait) // seals of runs that ended just before the stop
+	}
 	if !closePool(pool, dbCloseTimeout) {
 		log.Warn("database connections still closing at exit", "waited", dbCloseTimeout.String())
 	}

@@ -47,6 +47,7 @@ type logShipper struct {
 	room     chan struct{}
 	wake     chan struct{}
 	done     chan struct{} // closed when every version is sealed (or given up)
+	release  func()        // called once after done is closed (streamOutputs.pending)
 
 	// Worker state: touched only by the one running worker.
 	cur     *shipVersion
@@ -169,6 +170,9 @@ func (s *logShipper) next() ([]byte, bool) {
 			s.reportDrops("stream ended")
 			s.cancel()
 			close(s.done)
+			if s.release != nil {
+				s.release()
+			}
 			return nil, false
 		}
 		s.running = false

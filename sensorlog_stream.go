@@ -44,6 +44,9 @@ type streamOutputs struct {
 	rows  logRows
 	up    *logUploader
 	log   *slog.Logger
+	// pending counts the shippers not yet sealed, finished generations
+	// included (their seals run in the background after a crash).
+	pending sync.WaitGroup
 }
 
 func newStreamOutputs(cfg *Config, local localOutputs, rows logRows, up *logUploader, log *slog.Logger) *streamOutputs {
@@ -63,10 +66,24 @@ func (o *streamOutputs) open(ctx context.Context, sp sensorSpec) (sensorOutput, 
 	}
 	so := &streamOutput{local: [2]io.WriteCloser{out, errw}}
 	for i, a := range arts {
+		o.pending.Add(1)
 		so.ship[i] = newLogShipper(o.cfg, a, o.rows, o.up, o.log)
+		so.ship[i].release = o.pending.Done
 		so.w[i] = &shipTee{local: so.local[i], ship: so.ship[i], log: o.log, ref: sp.Ref, stream: a.Stream}
 	}
 	return so, nil
+}
+
+// wait gives the seals still running after the sensors stopped (a crash
+// just before the shutdown) up to bound to finish; the agent calls it last.
+func (o *streamOutputs) wait(bound time.Duration) {
+	done := make(chan struct{})
+	go func() { o.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(bound):
+		o.log.Warn("sensor log versions still being sealed at exit", "waited", bound.String())
+	}
 }
 
 // streamOutput is one generation of a sensor on the newest generation.
