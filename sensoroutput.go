@@ -36,17 +36,9 @@ type sensorOutput interface {
 }
 
 // outputSealWait bounds how long a controlled stop waits for a sensor's last
-// segments and seals; a restart after a crash does not wait at all.
+// segments and seals (after its stop is recorded); a restart after a crash
+// or a token rotation does not wait at all.
 const outputSealWait = 5 * time.Second
-
-// endBound is how long the supervisor waits in end: the seal wait when the
-// sensor stops for good (ctx ended), nothing when it is restarted.
-func endBound(ctx context.Context) time.Duration {
-	if ctx.Err() != nil {
-		return outputSealWait
-	}
-	return 0
-}
 
 // localOutputs writes each generation to the rotating files under
 // {artifacts_dir}/sensors/<ref>/ (appending, so a restart continues the log),

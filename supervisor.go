@@ -107,7 +107,7 @@ func (s *supervisor) setProc(p runningProc) {
 // run supervises until ctx ends, then stops the process group (SIGTERM,
 // grace, SIGKILL) and returns once it is gone.
 func (s *supervisor) run(ctx context.Context) {
-	defer s.endOutput(outputSealWait)
+	defer s.endOutput(outputSealWait) // a controlled stop: drained, then sealed within the bound
 	log := s.log.With("sensor", s.spec.Ref)
 	for ctx.Err() == nil {
 		spec := s.currentSpec()
@@ -118,7 +118,7 @@ func (s *supervisor) run(ctx context.Context) {
 			l, err = s.launcher.launch(ctx, spec, out.stdout(), out.stderr())
 		}
 		if err != nil {
-			s.endOutput(endBound(ctx))
+			s.endOutput(0)
 			if ctx.Err() != nil {
 				return
 			}
@@ -158,11 +158,11 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 	case <-l.proc.Done():
 		st := l.proc.Status()
 		s.setProc(nil)
-		s.endOutput(endBound(ctx))
 		if ctx.Err() != nil {
 			s.events.sensorStopped(spec, st)
-			return false
+			return false // run's deferred endOutput waits for the seals
 		}
+		s.endOutput(0) // a restart follows: the seals finish in the background
 		if time.Since(started) >= s.healthyRunThreshold() {
 			s.failures = 0
 		}
@@ -175,7 +175,6 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 	case <-rotate:
 		log.Info("sensor token rotation: restarting sensor", "pid", l.proc.Pid())
 		st := s.stopProc(l.proc)
-		s.endOutput(endBound(ctx))
 		s.failures = 0
 		if ctx.Err() != nil {
 			// The agent began stopping during the rotation stop: record the
@@ -183,10 +182,10 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 			s.events.sensorStopped(spec, st)
 			return false
 		}
+		s.endOutput(0)
 		return true
 	case <-ctx.Done():
 		st := s.stopProc(l.proc)
-		s.endOutput(endBound(ctx))
 		log.Info("sensor stopped", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal))
 		s.events.sensorStopped(spec, st)
 		return false
