@@ -98,6 +98,12 @@ func TestSensorLogsReadBackThroughAPI(t *testing.T) {
 	s, pool := newLogStack(t)
 	const lines = 200 // 73 bytes a line: 14600 bytes a run, 4 versions at 4096
 	s.nativeSensor("chatty", logSensorScript(filepath.Join(s.dir, "count"), lines))
+	// A second sensor with its own retention and a stale stderr artifact row
+	// (as an older agent might have left it): corrected in place.
+	quietID, _ := s.nativeSensor("quiet", faultSleeperScript)
+	s.db.exec(`UPDATE sensor SET log_retention_policy = 'days', log_retention_limit = 2 WHERE id = $1`, quietID)
+	staleID := s.db.id(`INSERT INTO artifact (ref, scope, owner, type, visibility, classification, retention_policy, retention_limit, name)
+	    VALUES ('sensor.testpack.quiet.stderr', 'sensor', 'testpack.quiet', 'file_text', 'public', 'general', 'versions', 1, 'kept') RETURNING id`)
 	a := s.start("ATTUNE__ARTIFACTS__SENSOR_LOG_MAX_BYTES=4096")
 	o1, e1 := expectedRunOutput(1, lines)
 	o2, e2 := expectedRunOutput(2, lines)
@@ -117,6 +123,18 @@ func TestSensorLogsReadBackThroughAPI(t *testing.T) {
 		class != "runtime_log" || policy != "versions" || limit != 4 || ctype != "text/plain" {
 		t.Errorf("artifact row: scope %s owner %s type %s visibility %s classification %s retention %s/%d content type %s",
 			scope, owner, typ, vis, class, policy, limit, ctype)
+	}
+	var qID int64
+	var qVis, qClass, qPolicy, qName string
+	var qLimit, qRows int
+	if err := pool.QueryRow(ctx, `SELECT id, visibility::text, classification::text, retention_policy::text, retention_limit, name,
+	        (SELECT count(*) FROM artifact WHERE ref LIKE 'sensor.testpack.quiet.%')
+	   FROM artifact WHERE ref = 'sensor.testpack.quiet.stderr'`).Scan(&qID, &qVis, &qClass, &qPolicy, &qLimit, &qName, &qRows); err != nil {
+		t.Fatalf("quiet stderr artifact: %v", err)
+	}
+	if qID != staleID || qVis != "private" || qClass != "runtime_log" || qPolicy != "days" || qLimit != 2 || qName != "kept" || qRows != 2 {
+		t.Errorf("stale artifact row: id %d (was %d) %s %s %s/%d name %q, %d quiet rows; want it corrected in its four policy columns only, 2 rows",
+			qID, staleID, qVis, qClass, qPolicy, qLimit, qName, qRows)
 	}
 	var versions int
 	pool.QueryRow(ctx, `SELECT count(*) FROM artifact_version v JOIN artifact a ON a.id = v.artifact WHERE a.ref = 'sensor.testpack.chatty.stdout'`).Scan(&versions)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -70,52 +69,63 @@ func sensorLogFilePath(artifactRef string, n int) string {
 }
 
 // ensureArtifacts finds or creates the stdout and stderr artifacts of the
-// sensor, correcting only the four policy columns of an existing row.
+// sensor in one statement (one round trip per start), correcting only the
+// four policy columns of an existing row; the oldest row of a ref wins.
+// Retention comes from the sensor row when the schema has the columns.
 func (r *pgLogRows) ensureArtifacts(ctx context.Context, spec sensorSpec) ([2]logArtifact, error) {
 	var out [2]logArtifact
-	policy, limit := defaultSensorLogRetentionPolicy, int32(defaultSensorLogRetentionLimit)
+	policy, limit := "NULL::artifact_retention_enum", "NULL::integer"
 	if r.schema.SensorLogRetention {
-		var p *string
-		var l *int32
-		err := r.pool.QueryRow(ctx, `SELECT log_retention_policy::text, log_retention_limit FROM sensor WHERE id = $1`, spec.ID).Scan(&p, &l)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return out, fmt.Errorf("sensor %s: read log retention: %w", spec.Ref, err)
-		}
-		if p != nil {
-			policy = *p
-		}
-		if l != nil {
-			limit = *l
-		}
+		policy, limit = "s.log_retention_policy", "s.log_retention_limit"
 	}
-	for i, stream := range sensorLogStreams {
-		ref := sensorLogArtifactRef(spec.Ref, stream)
-		var id int64
-		// One statement: update the policy columns of the existing row when
-		// they differ, else insert; the oldest row wins if there are several.
-		err := r.pool.QueryRow(ctx, `
-WITH found AS (
-    SELECT id FROM artifact WHERE ref = $1 ORDER BY id LIMIT 1
+	rows, err := r.pool.Query(ctx, `
+WITH want AS (
+    SELECT x.stream, 'sensor.' || $1 || '.' || x.stream AS ref,
+           COALESCE(`+policy+`, $3::artifact_retention_enum) AS policy, COALESCE(`+limit+`, $4::integer) AS lim
+      FROM unnest(ARRAY['stdout', 'stderr']) AS x(stream)
+      LEFT JOIN sensor s ON s.id = $2
+), found AS (
+    SELECT DISTINCT ON (a.ref) a.id, a.ref FROM artifact a JOIN want w ON w.ref = a.ref ORDER BY a.ref, a.id
 ), fixed AS (
     UPDATE artifact a SET visibility = 'private', classification = 'runtime_log',
-           retention_policy = $3::artifact_retention_enum, retention_limit = $4
-      FROM found WHERE a.id = found.id
+           retention_policy = w.policy, retention_limit = w.lim
+      FROM found f JOIN want w ON w.ref = f.ref
+     WHERE a.id = f.id
        AND (a.visibility <> 'private' OR a.classification <> 'runtime_log'
-            OR a.retention_policy <> $3::artifact_retention_enum OR a.retention_limit <> $4)
+            OR a.retention_policy <> w.policy OR a.retention_limit <> w.lim)
     RETURNING a.id
 ), created AS (
     INSERT INTO artifact (ref, scope, owner, type, visibility, classification,
                           retention_policy, retention_limit, name, description, content_type)
-    SELECT $1, 'sensor', $2, 'file_text', 'private', 'runtime_log',
-           $3::artifact_retention_enum, $4, $5, $6, 'text/plain'
-     WHERE NOT EXISTS (SELECT 1 FROM found)
-    RETURNING id
+    SELECT w.ref, 'sensor', $1, 'file_text', 'private', 'runtime_log', w.policy, w.lim,
+           $1 || ' sensor ' || w.stream || ' log', 'Rotating ' || w.stream || ' log for sensor ''' || $1 || '''', 'text/plain'
+      FROM want w WHERE NOT EXISTS (SELECT 1 FROM found f WHERE f.ref = w.ref)
+    RETURNING id, ref
 )
-SELECT id FROM found UNION ALL SELECT id FROM created LIMIT 1`,
-			ref, spec.Ref, policy, limit,
-			spec.Ref+" sensor "+stream+" log", "Rotating "+stream+" log for sensor '"+spec.Ref+"'").Scan(&id)
-		if err != nil {
-			return out, fmt.Errorf("sensor %s: %s log artifact: %w", spec.Ref, stream, err)
+SELECT ref, id FROM found UNION ALL SELECT ref, id FROM created`,
+		spec.Ref, spec.ID, defaultSensorLogRetentionPolicy, defaultSensorLogRetentionLimit)
+	if err != nil {
+		return out, fmt.Errorf("sensor %s: log artifacts: %w", spec.Ref, err)
+	}
+	ids := map[string]int64{}
+	for rows.Next() {
+		var ref string
+		var id int64
+		if err := rows.Scan(&ref, &id); err != nil {
+			rows.Close()
+			return out, fmt.Errorf("sensor %s: log artifacts: %w", spec.Ref, err)
+		}
+		ids[ref] = id
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("sensor %s: log artifacts: %w", spec.Ref, err)
+	}
+	for i, stream := range sensorLogStreams {
+		ref := sensorLogArtifactRef(spec.Ref, stream)
+		id, ok := ids[ref]
+		if !ok {
+			return out, fmt.Errorf("sensor %s: log artifact %s neither found nor created", spec.Ref, ref)
 		}
 		out[i] = logArtifact{ID: id, Ref: ref, SensorRef: spec.Ref, Stream: stream}
 	}
