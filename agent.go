@@ -111,6 +111,7 @@ func runAgent(ctx context.Context, opts cliOptions, logw io.Writer) error {
 	prompts := &amqpPrompts{URL: cfg.MQURL, Log: log}
 	recorder := newSensorEvents(pool, schema, cfg.Sensor.WorkerName, cfg.ArtifactsDir, prompts, log)
 	starts := newStartGate(recorder)
+	outputs := sensorOutputsFor(cfg, schema, &pgLogRows{pool: pool, schema: schema}, signer, log)
 	svc := &Service{
 		Config:    cfg,
 		Log:       log,
@@ -121,7 +122,7 @@ func runAgent(ctx context.Context, opts cliOptions, logw io.Writer) error {
 		Prompts:   prompts,
 		Manager: newSensorManager(&sensorLauncher{cfg: cfg, runner: runner, tokens: tokens, log: log,
 			releases: newPackReleases(cfg, log), jwt: signer, advertised: advertisedRuntimeVersions(capsObj)},
-			starts, rotatingSensorLogs(cfg, log), log,
+			starts, outputs, log,
 			cfg.Sensor.MaxConcurrentSensors, stopGrace),
 		Starts:     starts,
 		OnWorkerID: func(id int64) { workerID.Store(id); signer.setWorkerID(id); recorder.setWorkerID(id) },
@@ -137,6 +138,9 @@ func runAgent(ctx context.Context, opts cliOptions, logw io.Writer) error {
 	prompts.OnPackDeleted = newPackPurger(cfg, pgPackLookup{pool}, svc.Manager, stopGrace+packPurgeStopSlack, log).handle
 	err = svc.Run(ctx)
 	recorder.close(processCloseTimeout) // the final "stopped" rows, before the pool goes
+	if so, ok := outputs.(*streamOutputs); ok {
+		so.wait(outputSealWait) // seals of runs that ended just before the stop
+	}
 	if !closePool(pool, dbCloseTimeout) {
 		log.Warn("database connections still closing at exit", "waited", dbCloseTimeout.String())
 	}

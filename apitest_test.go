@@ -48,6 +48,7 @@ type fakeAttuneAPI struct {
 	preLease bool
 	db       *pgxpool.Pool
 	refused  []fakeRefusal
+	logs        *fakeLogsAPI  // sensor log endpoints (fakeapi_logs_test.go)
 }
 
 // fakeTokenAnswer scripts one answer of the token endpoint: a status and a
@@ -91,6 +92,7 @@ func newFakeAttuneAPI(t testing.TB) *fakeAttuneAPI {
 	mux.HandleFunc("POST /auth/internal/sensor-token", f.handleToken)
 	mux.HandleFunc("POST /api/v1/events", f.handleEvent)
 	registerFakePackRoutes(f, mux)
+	f.logs = newFakeLogsAPI(mux, f.secret)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f

@@ -85,6 +85,12 @@ type ArtifactsConfig struct {
 	Transport         string // artifacts.transport: volume (default) or api
 	SensorLogMaxBytes int64
 	SensorLogMaxFiles int
+	// Segmented log streams (newest generation, CONTRACT §13), with the
+	// reference's keys and defaults.
+	FlushIntervalMS            int64 // artifacts.flush_interval_ms: 500
+	LogSegmentInitialBytes     int64 // artifacts.log_segment_initial_bytes: 64 KiB
+	LogSegmentMaxBytes         int64 // artifacts.log_segment_max_bytes: 1 MiB
+	LogSegmentRetryMaxAttempts int   // artifacts.log_segment_retry_max_attempts: 5
 }
 
 // PacksConfig is the packs section: how pinned pack releases reach this
@@ -223,8 +229,9 @@ func defaultConfig(host string, env map[string]string) *Config {
 		PacksBaseDir:   "/opt/attune/packs",
 		RuntimeEnvsDir: "/opt/attune/runtime_envs",
 		ArtifactsDir:   "/opt/attune/artifacts",
-		Artifacts:      ArtifactsConfig{Transport: "volume", SensorLogMaxBytes: 10485760, SensorLogMaxFiles: 4},
-		Packs:          PacksConfig{Transport: "volume"},
+		Artifacts: ArtifactsConfig{Transport: "volume", SensorLogMaxBytes: 10485760, SensorLogMaxFiles: 4,
+			FlushIntervalMS: 500, LogSegmentInitialBytes: 64 << 10, LogSegmentMaxBytes: 1 << 20, LogSegmentRetryMaxAttempts: 5},
+		Packs: PacksConfig{Transport: "volume"},
 		Sensor: SensorConfig{
 			WorkerName:           worker,
 			Host:                 host,

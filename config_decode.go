@@ -52,6 +52,10 @@ func decodeConfigTree(tree map[string]any, cfg *Config) error {
 	d.str("packs.transport", &cfg.Packs.Transport)
 	d.count64("artifacts.sensor_log_max_bytes", &cfg.Artifacts.SensorLogMaxBytes, math.MaxInt64)
 	d.count("artifacts.sensor_log_max_files", &cfg.Artifacts.SensorLogMaxFiles, math.MaxInt32)
+	d.count64("artifacts.flush_interval_ms", &cfg.Artifacts.FlushIntervalMS, math.MaxInt64)
+	d.count64("artifacts.log_segment_initial_bytes", &cfg.Artifacts.LogSegmentInitialBytes, math.MaxInt32)
+	d.count64("artifacts.log_segment_max_bytes", &cfg.Artifacts.LogSegmentMaxBytes, math.MaxInt32)
+	d.count("artifacts.log_segment_retry_max_attempts", &cfg.Artifacts.LogSegmentRetryMaxAttempts, math.MaxInt32)
 
 	s := &cfg.Sensor
 	d.nonEmptyStr("sensor.worker_name", &s.WorkerName)

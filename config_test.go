@@ -78,8 +78,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		PacksBaseDir:   "/opt/attune/packs",
 		RuntimeEnvsDir: "/opt/attune/runtime_envs",
 		ArtifactsDir:   "/opt/attune/artifacts",
-		Artifacts:      ArtifactsConfig{Transport: "volume", SensorLogMaxBytes: 10485760, SensorLogMaxFiles: 4},
-		Packs:          PacksConfig{Transport: "volume"},
+		Artifacts: ArtifactsConfig{Transport: "volume", SensorLogMaxBytes: 10485760, SensorLogMaxFiles: 4,
+			FlushIntervalMS: 500, LogSegmentInitialBytes: 65536, LogSegmentMaxBytes: 1048576, LogSegmentRetryMaxAttempts: 5},
+		Packs: PacksConfig{Transport: "volume"},
 		Sensor: SensorConfig{
 			WorkerName: "sensor-box", Host: "box", MaxConcurrentSensors: 10,
 			HeartbeatInterval: 30 * time.Second, ShutdownTimeout: 30 * time.Second,
@@ -236,6 +237,12 @@ func TestLoadConfigEnvOverrideForms(t *testing.T) {
 			func(c *Config) any { return c.Sensor.HeartbeatInterval }, 45 * time.Second},
 		{"number count", minimalConfigYAML, []string{"ATTUNE__ARTIFACTS__SENSOR_LOG_MAX_BYTES=2048"},
 			func(c *Config) any { return c.Artifacts.SensorLogMaxBytes }, int64(2048)},
+		{"log segment keys", minimalConfigYAML + "artifacts: {flush_interval_ms: 250, log_segment_initial_bytes: 4096}",
+			[]string{"ATTUNE__ARTIFACTS__LOG_SEGMENT_MAX_BYTES=65536", "ATTUNE__ARTIFACTS__LOG_SEGMENT_RETRY_MAX_ATTEMPTS=3"},
+			func(c *Config) any {
+				a := c.Artifacts
+				return []int64{a.FlushIntervalMS, a.LogSegmentInitialBytes, a.LogSegmentMaxBytes, int64(a.LogSegmentRetryMaxAttempts)}
+			}, []int64{250, 4096, 65536, 3}},
 		{"passthrough comma list", minimalConfigYAML, []string{"ATTUNE__SENSOR__PASSTHROUGH_ENV=HTTP_PROXY, NO_PROXY,,SSL_CERT_FILE"},
 			func(c *Config) any { return c.Sensor.PassthroughEnv }, []string{"HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE"}},
 		{"passthrough yaml list", minimalConfigYAML + "sensor: {passthrough_env: [HTTP_PROXY, no_proxy]}", nil,

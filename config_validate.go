@@ -64,11 +64,18 @@ func validateConfig(cfg *Config, tree map[string]any, notifierKey string) error 
 		{"sensor.shutdown_timeout", int64(cfg.Sensor.ShutdownTimeout)},
 		{"artifacts.sensor_log_max_bytes", cfg.Artifacts.SensorLogMaxBytes},
 		{"artifacts.sensor_log_max_files", int64(cfg.Artifacts.SensorLogMaxFiles)},
+		{"artifacts.flush_interval_ms", cfg.Artifacts.FlushIntervalMS},
+		{"artifacts.log_segment_initial_bytes", cfg.Artifacts.LogSegmentInitialBytes},
+		{"artifacts.log_segment_max_bytes", cfg.Artifacts.LogSegmentMaxBytes},
+		{"artifacts.log_segment_retry_max_attempts", int64(cfg.Artifacts.LogSegmentRetryMaxAttempts)},
 	}
 	for _, p := range positive {
 		if p.n <= 0 {
 			return newConfigError(p.key, "must be greater than zero")
 		}
+	}
+	if cfg.Artifacts.LogSegmentInitialBytes > cfg.Artifacts.LogSegmentMaxBytes {
+		return newConfigError("artifacts.log_segment_initial_bytes", "must not exceed artifacts.log_segment_max_bytes")
 	}
 	if notifierKey != "" {
 		if err := validateNotifierWSURL(cfg.NotifierWSURL, cfg.Sensor.AllowInsecureNotifierWS); err != nil {

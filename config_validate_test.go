@@ -42,6 +42,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"schema with dash", mq + sec + "database: {schema: my-schema}", nil, `database.schema: invalid schema name "my-schema": only letters, digits and underscores allowed`},
 		{"schema injection", mq + sec, []string{"ATTUNE__DATABASE__SCHEMA=x; drop table worker"}, `database.schema: invalid schema name "x; drop table worker": only letters, digits and underscores allowed`},
 		{"schema too long", mq + sec + "database: {schema: " + strings.Repeat("s", 64) + "}", nil, `database.schema: schema name "` + strings.Repeat("s", 64) + `" too long (max 63 characters)`},
+		{"segment initial above max", mq + sec + "artifacts: {log_segment_initial_bytes: 2097152}", nil, "artifacts.log_segment_initial_bytes: must not exceed artifacts.log_segment_max_bytes"},
+		{"zero flush interval", mq + sec, []string{"ATTUNE__ARTIFACTS__FLUSH_INTERVAL_MS=0"}, "artifacts.flush_interval_ms: must be greater than zero"},
 		{"passthrough pattern", mq + sec + "sensor: {passthrough_env: ['HTTP_*']}", nil, `sensor.passthrough_env: invalid passthrough environment name "HTTP_*"; use an exact variable name, not a pattern`},
 		{"passthrough assignment", mq + sec, []string{"ATTUNE__SENSOR__PASSTHROUGH_ENV=HTTP_PROXY=x"}, `sensor.passthrough_env: invalid passthrough environment name "HTTP_PROXY=x"; use an exact variable name, not a pattern`},
 		{"passthrough leading digit", mq + sec + "sensor: {passthrough_env: [1X]}", nil, `sensor.passthrough_env: invalid passthrough environment name "1X"; use an exact variable name, not a pattern`},

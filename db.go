@@ -249,6 +249,10 @@ type schemaInfo struct {
 	SensorWorkload           bool
 	SensorWorkloadAssignment bool
 	PackRelease              bool
+	// LogStream (log_stream table) marks the generation whose sensor output
+	// goes to the API as segmented log streams (CONTRACT §13).
+	LogStream          bool
+	SensorLogRetention bool // sensor.log_retention_policy / log_retention_limit
 }
 
 // enabledColumn names the column that means "enabled" for sensor, trigger or
@@ -292,7 +296,7 @@ func detectSchema(ctx context.Context, pool *pgxpool.Pool) (schemaInfo, error) {
 	}
 	info := schemaInfo{Schema: firstSearchPathSchema(searchPath)}
 	tables := []string{"worker", "pack", "runtime", "sensor", "trigger", "rule",
-		"sensor_process", "sensor_workload", "sensor_workload_assignment", "pack_release"}
+		"sensor_process", "sensor_workload", "sensor_workload_assignment", "pack_release", "log_stream"}
 	rows, err := pool.Query(ctx,
 		`SELECT table_name::text, column_name::text FROM information_schema.columns
 		 WHERE table_schema = $1 AND table_name = ANY($2)`, info.Schema, tables)
@@ -334,6 +338,8 @@ func detectSchema(ctx context.Context, pool *pgxpool.Pool) (schemaInfo, error) {
 	info.SensorWorkload = present["sensor_workload"]
 	info.SensorWorkloadAssignment = present["sensor_workload_assignment"]
 	info.PackRelease = present["pack_release"]
+	info.LogStream = present["log_stream"]
+	info.SensorLogRetention = cols["sensor.log_retention_policy"] && cols["sensor.log_retention_limit"]
 	return info, nil
 }
 

@@ -158,7 +158,8 @@ func TestDetectSchema(t *testing.T) {
 			SensorEffectiveEnabled: true, TriggerEffectiveEnabled: true, RuleEffectiveEnabled: true,
 			SensorRetiredAt: true, TriggerRetiredAt: true, RuleRetiredAt: true, RuntimeRetiredAt: true,
 			PackActiveRelease: true, PackWorkerSelector: true, SensorWorkerSelector: true,
-			SensorProcess: true, SensorWorkload: true, SensorWorkloadAssignment: true, PackRelease: true},
+			SensorProcess: true, SensorWorkload: true, SensorWorkloadAssignment: true, PackRelease: true,
+			LogStream: true, SensorLogRetention: true},
 	}
 	for _, gen := range schemaGenerations {
 		t.Run(gen, func(t *testing.T) {

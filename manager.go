@@ -5,16 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 )
-
-// sensorLogs opens the stdout and stderr sinks of one sensor; the supervisor
-// closes them when it ends.
-type sensorLogs func(spec sensorSpec) (stdout, stderr io.WriteCloser, err error)
 
 // sensorManager converges the set of supervised sensors on the desired set
 // read from the database. It owns one supervisor goroutine per sensor and is
@@ -22,7 +17,7 @@ type sensorLogs func(spec sensorSpec) (stdout, stderr io.WriteCloser, err error)
 type sensorManager struct {
 	launcher launcher
 	events   sensorEvents
-	logs     sensorLogs
+	outputs  sensorOutputs
 	log      *slog.Logger
 	max      int           // max_concurrent_sensors
 	grace    time.Duration // per-sensor SIGTERM grace
@@ -47,8 +42,8 @@ type managedSensor struct {
 	done   chan struct{}
 }
 
-func newSensorManager(l launcher, ev sensorEvents, logs sensorLogs, log *slog.Logger, max int, grace time.Duration) *sensorManager {
-	return &sensorManager{launcher: l, events: ev, logs: logs, log: log, max: max, grace: grace,
+func newSensorManager(l launcher, ev sensorEvents, outputs sensorOutputs, log *slog.Logger, max int, grace time.Duration) *sensorManager {
+	return &sensorManager{launcher: l, events: ev, outputs: outputs, log: log, max: max, grace: grace,
 		active: map[int64]*managedSensor{}, stopping: map[*managedSensor]struct{}{}}
 }
 
@@ -126,15 +121,10 @@ func (m *sensorManager) stopPack(packRef string) {
 }
 
 func (m *sensorManager) startLocked(ctx context.Context, sp sensorSpec) {
-	stdout, stderr, err := m.logs(sp)
-	if err != nil {
-		m.log.Error("sensor not started: cannot open its log files", "sensor", sp.Ref, "error", err)
-		return
-	}
 	sctx, cancel := context.WithCancel(ctx)
 	ms := &managedSensor{
 		sup: &supervisor{spec: sp, launcher: m.launcher, events: m.events, log: m.log,
-			stdout: stdout, stderr: stderr, grace: m.grace, backoff: m.backoff, healthyRun: m.healthyRun,
+			outputs: m.outputs, grace: m.grace, backoff: m.backoff, healthyRun: m.healthyRun,
 			leases: m.leases},
 		cancel: cancel,
 		done:   make(chan struct{}),
@@ -221,32 +211,6 @@ func (m *sensorManager) killAll() {
 	}
 	for ms := range m.stopping {
 		ms.sup.kill()
-	}
-}
-
-// rotatingSensorLogs returns the sensorLogs that writes each sensor's output
-// to {artifacts_dir}/sensors/<ref>/stdout.log and stderr.log, rotating at the
-// configured size and count, and mirrors lines into the agent log when asked.
-func rotatingSensorLogs(cfg *Config, log *slog.Logger) sensorLogs {
-	return func(sp sensorSpec) (io.WriteCloser, io.WriteCloser, error) {
-		dir := filepath.Join(cfg.ArtifactsDir, "sensors", filepath.Base(filepath.Clean("/"+sp.Ref)))
-		out, err := newRotatingFile(filepath.Join(dir, "stdout.log"), cfg.Artifacts.SensorLogMaxBytes, cfg.Artifacts.SensorLogMaxFiles)
-		if err != nil {
-			return nil, nil, fmt.Errorf("sensor %s stdout log: %w", sp.Ref, err)
-		}
-		errw, err := newRotatingFile(filepath.Join(dir, "stderr.log"), cfg.Artifacts.SensorLogMaxBytes, cfg.Artifacts.SensorLogMaxFiles)
-		if err != nil {
-			out.Close()
-			return nil, nil, fmt.Errorf("sensor %s stderr log: %w", sp.Ref, err)
-		}
-		var o, e io.WriteCloser = out, errw
-		if cfg.Log.MirrorStdout {
-			o = teeCloser(out, newLogMirror(log, sp.Ref, "stdout"))
-		}
-		if cfg.Log.MirrorStderr {
-			e = teeCloser(errw, newLogMirror(log, sp.Ref, "stderr"))
-		}
-		return o, e, nil
 	}
 }
 

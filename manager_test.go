@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"testing"
@@ -19,9 +18,7 @@ const capWarning = "more sensors than max_concurrent_sensors: extra sensors not 
 func newTestManager(t *testing.T, l *fakeLauncher, max int) (*sensorManager, *testLogBuffer) {
 	t.Helper()
 	logs := &testLogBuffer{}
-	m := newSensorManager(l, &fakeSensorEvents{}, func(sensorSpec) (io.WriteCloser, io.WriteCloser, error) {
-		return &fakeSensorLog{}, &fakeSensorLog{}, nil
-	}, slog.New(slog.NewJSONHandler(logs, nil)), max, 50*time.Millisecond)
+	m := newSensorManager(l, &fakeSensorEvents{}, writerOutputs{&fakeSensorLog{}, &fakeSensorLog{}}, slog.New(slog.NewJSONHandler(logs, nil)), max, 50*time.Millisecond)
 	m.backoff = func(int) time.Duration { return 10 * time.Millisecond }
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -52,8 +52,8 @@ type supervisor struct {
 	launcher launcher
 	events   sensorEvents
 	log      *slog.Logger
-	stdout   io.WriteCloser
-	stderr   io.WriteCloser
+	outputs  sensorOutputs // opened per process generation (sensoroutput.go)
+	out      sensorOutput  // the current generation's, nil between them
 	grace    time.Duration
 	// backoff returns the wait before the restart that follows the given
 	// number of consecutive failures; nil means restartDelay with jitter.
@@ -110,16 +110,22 @@ func (s *supervisor) setProc(p runningProc) {
 // run supervises until ctx ends, then stops the process group (SIGTERM,
 // grace, SIGKILL) and returns once it is gone.
 func (s *supervisor) run(ctx context.Context) {
-	defer s.closeLogs()
+	defer s.endOutput(outputSealWait) // a controlled stop: drained, then sealed within the bound
 	log := s.log.With("sensor", s.spec.Ref)
 	for ctx.Err() == nil {
 		h, spec, ok := s.takeLease(ctx, s.currentSpec())
 		if !ok {
 			return // not ours to run now: the manager's next pass decides again
 		}
-		l, err := s.launchLeased(ctx, spec, h)
+		out, err := s.outputs.open(ctx, spec)
+		var l launched
+		if err == nil {
+			s.out = out
+			l, err = s.launchLeased(ctx, spec, h, out.stdout(), out.stderr())
+		}
 		if err != nil {
 			s.giveBack(h)
+			s.endOutput(0)
 			if ctx.Err() != nil {
 				return
 			}
@@ -171,8 +177,9 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 		s.giveBack(h) // before the backoff wait: another worker may take it meanwhile
 		if ctx.Err() != nil {
 			s.events.sensorStopped(spec, st)
-			return false
+			return false // run's deferred endOutput waits for the seals
 		}
+		s.endOutput(0) // a restart follows: the seals finish in the background
 		if time.Since(started) >= s.healthyRunThreshold() {
 			s.failures = 0
 		}
@@ -192,6 +199,7 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 			s.events.sensorStopped(spec, st)
 			return false
 		}
+		s.endOutput(0)
 		return true
 	case <-ctx.Done():
 		st := s.stopProc(l.proc)
@@ -245,11 +253,12 @@ func (s *supervisor) stopProc(p runningProc) exitStatus {
 	return p.Status()
 }
 
-func (s *supervisor) closeLogs() {
-	for _, c := range []io.Closer{s.stdout, s.stderr} {
-		if c != nil {
-			c.Close()
-		}
+// endOutput ends the current generation's output (drained by then: a
+// process's Done waits for its pipes), waiting at most bound.
+func (s *supervisor) endOutput(bound time.Duration) {
+	if s.out != nil {
+		s.out.end(bound)
+		s.out = nil
 	}
 }
 

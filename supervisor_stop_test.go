@@ -37,7 +37,7 @@ func TestSupervisorStopsOnCancel(t *testing.T) {
 	if s.running() {
 		t.Error("running() = true after the stop")
 	}
-	if !s.stdout.(*fakeSensorLog).isClosed() || !s.stderr.(*fakeSensorLog).isClosed() {
+	if !s.outputs.(writerOutputs).out.(*fakeSensorLog).isClosed() || !s.outputs.(writerOutputs).err.(*fakeSensorLog).isClosed() {
 		t.Error("sensor logs not closed when the supervisor ended")
 	}
 }

@@ -23,9 +23,9 @@ func newTestSupervisor(t *testing.T, l *fakeLauncher) (*supervisor, *fakeSensorE
 	s := &supervisor{
 		spec:     sensorSpec{ID: 7, Ref: "pk.sensor", PackRef: "pk", Rules: []sensorRule{{ID: 1}}},
 		launcher: l, events: ev,
-		log:    slog.New(slog.NewJSONHandler(logs, nil)),
-		stdout: &fakeSensorLog{}, stderr: &fakeSensorLog{},
-		grace: 50 * time.Millisecond,
+		log:     slog.New(slog.NewJSONHandler(logs, nil)),
+		outputs: writerOutputs{&fakeSensorLog{}, &fakeSensorLog{}},
+		grace:   50 * time.Millisecond,
 		backoff: func(failures int) time.Duration {
 			l.recordBackoff(failures)
 			return time.Duration(failures) * 20 * time.Millisecond

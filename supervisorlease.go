@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 )
 
 // sensorLeases takes and gives back workload leases (agentLeases).
@@ -37,9 +38,9 @@ func (s *supervisor) takeLease(ctx context.Context, spec sensorSpec) (*heldLease
 
 // launchLeased launches spec; under a lease the start must finish within
 // the start deadline (840 s in the reference) and before the lease is lost.
-func (s *supervisor) launchLeased(ctx context.Context, spec sensorSpec, h *heldLease) (launched, error) {
+func (s *supervisor) launchLeased(ctx context.Context, spec sensorSpec, h *heldLease, stdout, stderr io.Writer) (launched, error) {
 	if h == nil {
-		return s.launcher.launch(ctx, spec, s.stdout, s.stderr)
+		return s.launcher.launch(ctx, spec, stdout, stderr)
 	}
 	lctx, cancel := context.WithTimeout(ctx, defaultLeaseTiming().StartWithin)
 	defer cancel()
@@ -50,7 +51,7 @@ func (s *supervisor) launchLeased(ctx context.Context, spec sensorSpec, h *heldL
 		case <-lctx.Done():
 		}
 	}()
-	l, err := s.launcher.launch(lctx, spec, s.stdout, s.stderr)
+	l, err := s.launcher.launch(lctx, spec, stdout, stderr)
 	if err != nil {
 		return launched{}, err
 	}

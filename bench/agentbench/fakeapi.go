@@ -25,6 +25,7 @@ type benchAPI struct {
 	url          string
 	tokenCalls   atomic.Int64
 	events       atomic.Int64
+	logs         *benchLogs // sensor log streams (logsapi.go)
 	serveStopped chan struct{}
 }
 
@@ -41,6 +42,7 @@ func startBenchAPI(addr string) (*benchAPI, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/internal/sensor-token", a.handleToken)
 	mux.HandleFunc("POST /api/v1/events", a.handleEvent)
+	a.logs = newBenchLogs(mux)
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(a.serveStopped)

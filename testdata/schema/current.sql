@@ -316,3 +316,100 @@ CREATE TABLE sensor_workload_assignment (
 );
 CREATE TRIGGER update_sensor_workload_assignment_updated BEFORE UPDATE ON sensor_workload_assignment
     FOR EACH ROW EXECUTE FUNCTION update_updated_column();
+
+-- Sensor log streams (CONTRACT §13). Facts from the reference migrations:
+--   20250101000001 enums: owner_type_enum, artifact_type_enum,
+--                  artifact_retention_enum, artifact_visibility_enum;
+--   20250101000007 supporting systems: artifact, artifact_version;
+--   20250101000017 artifact log classification: artifact.classification;
+--   20260909000003 artifact object storage: body_state, object_key,
+--                  provider_version, sha256;
+--   20260909000004 immutable log segments: log_stream, log_segment;
+--   sensor.log_retention_policy / log_retention_limit (per-sensor override).
+-- Only the columns the agent and the test API double use, in final shape.
+CREATE TYPE owner_type_enum AS ENUM ('system', 'identity', 'pack', 'action', 'sensor');
+CREATE TYPE artifact_type_enum AS ENUM ('file_binary', 'file_datatable', 'file_image', 'file_text', 'other', 'progress', 'url');
+CREATE TYPE artifact_retention_enum AS ENUM ('versions', 'days', 'hours', 'minutes');
+CREATE TYPE artifact_visibility_enum AS ENUM ('public', 'private');
+CREATE TYPE artifact_classification_enum AS ENUM ('general', 'runtime_log');
+CREATE TYPE artifact_body_state_enum AS ENUM ('pending', 'ready', 'deleting');
+
+ALTER TABLE sensor
+    ADD COLUMN log_retention_policy artifact_retention_enum,
+    ADD COLUMN log_retention_limit INTEGER;
+
+CREATE TABLE artifact (
+    id BIGSERIAL PRIMARY KEY,
+    ref TEXT NOT NULL,
+    scope owner_type_enum NOT NULL DEFAULT 'system',
+    owner TEXT NOT NULL DEFAULT '',
+    type artifact_type_enum NOT NULL,
+    visibility artifact_visibility_enum NOT NULL DEFAULT 'private',
+    classification artifact_classification_enum NOT NULL DEFAULT 'general',
+    name TEXT,
+    description TEXT,
+    content_type TEXT,
+    size_bytes BIGINT,
+    data JSONB,
+    retention_policy artifact_retention_enum NOT NULL DEFAULT 'versions',
+    retention_limit INTEGER NOT NULL DEFAULT 1,
+    created TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    updated TIMESTAMPTZ NOT NULL DEFAULT NOW()
+);
+CREATE INDEX idx_artifact_ref ON artifact(ref);
+CREATE TRIGGER update_artifact_updated BEFORE UPDATE ON artifact
+    FOR EACH ROW EXECUTE FUNCTION update_updated_column();
+
+CREATE TABLE artifact_version (
+    id BIGSERIAL PRIMARY KEY,
+    artifact BIGINT NOT NULL REFERENCES artifact(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    execution BIGINT,
+    content_type TEXT,
+    size_bytes BIGINT,
+    content BYTEA,
+    content_json JSONB,
+    file_path TEXT,
+    meta JSONB,
+    created_by TEXT,
+    body_state artifact_body_state_enum,
+    object_key TEXT,
+    provider_version TEXT,
+    sha256 TEXT,
+    created TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    CONSTRAINT uq_artifact_version_artifact_version UNIQUE (artifact, version),
+    CONSTRAINT ck_artifact_version_object_metadata CHECK (
+        (body_state IS NULL AND object_key IS NULL AND provider_version IS NULL AND sha256 IS NULL)
+        OR (body_state = 'pending' AND object_key IS NOT NULL AND provider_version IS NULL AND sha256 IS NULL AND size_bytes IS NULL)
+        OR (body_state IN ('ready', 'deleting') AND object_key IS NOT NULL AND provider_version IS NOT NULL
+            AND sha256 ~ '^[0-9a-f]{64}$' AND size_bytes IS NOT NULL AND size_bytes >= 0))
+);
+CREATE UNIQUE INDEX uq_artifact_version_object_key ON artifact_version(object_key) WHERE object_key IS NOT NULL;
+CREATE INDEX idx_artifact_version_file_path ON artifact_version(file_path) WHERE file_path IS NOT NULL;
+
+CREATE TABLE log_stream (
+    id BIGSERIAL PRIMARY KEY,
+    artifact_version BIGINT NOT NULL UNIQUE REFERENCES artifact_version(id) ON DELETE CASCADE,
+    max_unflushed_bytes BIGINT NOT NULL CHECK (max_unflushed_bytes > 0),
+    max_unflushed_milliseconds BIGINT NOT NULL CHECK (max_unflushed_milliseconds > 0),
+    next_sequence BIGINT NOT NULL DEFAULT 0 CHECK (next_sequence >= 0),
+    total_bytes BIGINT NOT NULL DEFAULT 0 CHECK (total_bytes >= 0),
+    truncated BOOLEAN NOT NULL DEFAULT FALSE,
+    sealed BOOLEAN NOT NULL DEFAULT FALSE,
+    created TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    sealed_at TIMESTAMPTZ
+);
+
+CREATE TABLE log_segment (
+    id BIGSERIAL PRIMARY KEY,
+    stream BIGINT NOT NULL REFERENCES log_stream(id) ON DELETE CASCADE,
+    sequence BIGINT NOT NULL CHECK (sequence >= 0),
+    byte_start BIGINT NOT NULL CHECK (byte_start >= 0),
+    byte_end BIGINT NOT NULL CHECK (byte_end > byte_start),
+    size_bytes BIGINT NOT NULL CHECK (size_bytes = byte_end - byte_start),
+    sha256 TEXT NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    object_key TEXT NOT NULL UNIQUE,
+    provider_version TEXT NOT NULL,
+    created TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    CONSTRAINT uq_log_segment_stream_sequence UNIQUE (stream, sequence)
+);
