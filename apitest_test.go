@@ -48,7 +48,7 @@ type fakeAttuneAPI struct {
 	preLease bool
 	db       *pgxpool.Pool
 	refused  []fakeRefusal
-	logs        *fakeLogsAPI  // sensor log endpoints (fakeapi_logs_test.go)
+	logs     *fakeLogsAPI // sensor log endpoints (fakeapi_logs_test.go)
 }
 
 // fakeTokenAnswer scripts one answer of the token endpoint: a status and a
