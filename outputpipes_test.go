@@ -157,9 +157,13 @@ func TestOutputPipesEscapedDescendantDoesNotHoldSupervision(t *testing.T) {
 	r.drainDelay = 300 * time.Millisecond
 	var out syncBuffer
 	// The descendant leaves the process group (setsid), so the group kill
-	// misses it, and it keeps stdout open for 5 s.
+	// misses it, and it keeps stdout open for 5 s. The leader exits only once
+	// the descendant is in its own session (the mark is written after
+	// setsid), or the group kill could catch it first.
+	mark := filepath.Join(t.TempDir(), "escaped")
+	script := `/usr/bin/setsid /bin/sh -c ': > "$0"; exec /bin/sleep 5' "$1" & echo before; while [ ! -e "$1" ]; do :; done; echo after`
 	p, err := r.start(context.Background(), procSpec{Ref: "t.escape", Path: "/bin/sh",
-		Args: []string{"-c", "echo before; /usr/bin/setsid /bin/sleep 5 & echo after"}, Stdout: &out})
+		Args: []string{"-c", script, "sh", mark}, Stdout: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
