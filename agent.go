@@ -57,6 +57,7 @@ func runAgent(ctx context.Context, opts cliOptions, logw io.Writer) error {
 	}
 	log.Info("Attune Sensor Agent starting", "version", version, "worker", cfg.Sensor.WorkerName,
 		"database", redactURL(cfg.Database.URL), "broker", redactURL(cfg.MQURL), "api", redactURL(cfg.APIURL))
+	log.Debug("memory tuning", memTuningApplied.logAttrs()...)
 
 	detected := detectInterpreters(ctx, realProbeSys, baselineEnv(os.Environ(), cfg.Sensor.PassthroughEnv), defaultProbeTimeout)
 	override, overrideSet := os.LookupEnv(runtimesOverrideEnv)

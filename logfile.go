@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"time"
 	"unicode/utf8"
 )
 
@@ -252,121 +250,4 @@ func (m *logMirror) emit(truncated bool) {
 	}
 	m.log.Info("sensor output", attrs...)
 	m.buf = m.buf[:0]
-}
-
-// outputPipes carries a child's stdout and stderr to their writers through
-// pipes the runner owns, instead of letting os/exec copy them, because:
-//   - with the reaper, calling cmd.Wait to drain I/O would also wait for a pid
-//     the reaper already reaped (and without pidfd support it could reap a
-//     recycled pid and steal another child's status);
-//   - the exit is noticed at once even while descendants hold the pipes;
-//   - a failing writer (a full disk) must not stop the draining, or the
-//     sensor would block forever on a full pipe: output is discarded instead.
-//
-// Each stream uses one fixed 32 KiB buffer, so a flood costs no memory.
-type outputPipes struct {
-	childEnds []*os.File
-	streams   []*outputStream
-}
-
-// outputStream is the agent's end of one child stream.
-type outputStream struct {
-	name string
-	r    *os.File
-	dst  io.Writer
-	done chan struct{}
-}
-
-// add returns what the child should get for a stream writing to dst: nil
-// (/dev/null) for a nil dst, the file itself for an *os.File, else the write
-// end of a new pipe whose read end is drained into dst.
-func (o *outputPipes) add(dst io.Writer, name string) (io.Writer, error) {
-	if dst == nil {
-		return nil, nil
-	}
-	if f, ok := dst.(*os.File); ok {
-		return f, nil
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("%s pipe: %w", name, err)
-	}
-	o.childEnds = append(o.childEnds, w)
-	o.streams = append(o.streams, &outputStream{name: name, r: r, dst: dst, done: make(chan struct{})})
-	return w, nil
-}
-
-// closeChildEnds closes the agent's copies of the child's ends once the
-// child holds them, so that EOF arrives when the last descendant closes them.
-func (o *outputPipes) closeChildEnds() {
-	for _, f := range o.childEnds {
-		f.Close()
-	}
-	o.childEnds = nil
-}
-
-// abort releases everything when the child never started.
-func (o *outputPipes) abort() {
-	o.closeChildEnds()
-	for _, s := range o.streams {
-		s.r.Close()
-	}
-	o.streams = nil
-}
-
-// copy starts one draining goroutine per stream; drain waits for them.
-func (o *outputPipes) copy(log *slog.Logger, ref string) {
-	for _, s := range o.streams {
-		go s.run(log, ref)
-	}
-}
-
-// outputCopyBuffer is the per-stream copy buffer. It lives as long as the
-// sensor, two per sensor: at 32 KiB that was 31 of the 36 MiB live heap with
-// 500 sensors (docs/benchmarks.md item 6); 4 KiB (one page, the pipe's own
-// write granularity) keeps floods fast enough and the idle cost small.
-const outputCopyBuffer = 4 << 10
-
-// run copies until EOF (or until drain closes the read end). After a write
-// error it keeps reading and discards, logging once.
-func (s *outputStream) run(log *slog.Logger, ref string) {
-	defer close(s.done)
-	buf := make([]byte, outputCopyBuffer)
-	failed := false
-	for {
-		n, err := s.r.Read(buf)
-		if n > 0 && !failed {
-			if _, werr := s.dst.Write(buf[:n]); werr != nil {
-				failed = true
-				log.Warn("sensor output cannot be written, discarding it", "sensor", ref, "stream", s.name, "error", werr)
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// drain waits for every stream to reach EOF. After delay it closes the read
-// ends, which ends the copies: a descendant that escaped the process group
-// must not keep a dead sensor's supervision open.
-func (o *outputPipes) drain(delay time.Duration) {
-	if len(o.streams) == 0 {
-		return
-	}
-	timer := time.NewTimer(delay)
-	defer timer.Stop()
-	for _, s := range o.streams {
-		select {
-		case <-s.done:
-		case <-timer.C:
-			for _, t := range o.streams {
-				t.r.Close()
-			}
-			<-s.done
-		}
-	}
-	for _, s := range o.streams {
-		s.r.Close()
-	}
 }

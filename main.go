@@ -9,6 +9,7 @@ import (
 )
 
 func main() {
+	tuneMemory(os.LookupEnv) // memtune.go: GOGC 50 unless the user set GOGC
 	ctx, stop := shutdownSignals(context.Background())
 	defer stop()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)

@@ -51,8 +51,12 @@ type reaper struct {
 	// exists reports whether a pid names a live or not-yet-reaped process.
 	exists func(pid int) bool
 
-	mu       sync.Mutex
-	waiters  map[int]chan exitStatus
+	mu sync.Mutex
+	// waiters are called once, under mu, with their pid's exit; they must
+	// not block (the runner's spawns the goroutine that finishes the run).
+	// A callback instead of a channel plus a goroutine parked on it saves a
+	// goroutine stack per sensor (docs/benchmarks.md item 6).
+	waiters  map[int]func(exitStatus)
 	pending  map[int]exitStatus
 	starting int
 
@@ -76,7 +80,7 @@ func newReaperState(log *slog.Logger) *reaper {
 		log:     log,
 		now:     time.Now,
 		exists:  pidExists,
-		waiters: make(map[int]chan exitStatus),
+		waiters: make(map[int]func(exitStatus)),
 		pending: make(map[int]exitStatus),
 	}
 }
@@ -177,9 +181,9 @@ func (r *reaper) reap() {
 // publishLocked hands a status to its waiter, or buffers it while a start
 // is in flight, or drops it (an orphan's).
 func (r *reaper) publishLocked(pid int, st exitStatus) {
-	if ch, ok := r.waiters[pid]; ok {
+	if fn, ok := r.waiters[pid]; ok {
 		delete(r.waiters, pid)
-		ch <- st // buffered, never blocks
+		fn(st)
 		return
 	}
 	if r.starting == 0 {
@@ -225,33 +229,40 @@ func (r *reaper) unsubscribe() {
 	r.mu.Unlock()
 }
 
-// claim returns the channel that receives pid's exit, delivering a buffered
-// one at once. A buffered status is only trusted when the pid no longer
-// exists: if it does, the entry came from an earlier, reaped process that
-// had the same pid (pid reuse), and the real exit is still to come.
+// claim returns a channel that receives pid's exit (claimFunc with a
+// buffered channel; tests use it).
 func (r *reaper) claim(pid int) <-chan exitStatus {
 	ch := make(chan exitStatus, 1)
+	r.claimFunc(pid, func(st exitStatus) { ch <- st })
+	return ch
+}
+
+// claimFunc registers onExit for pid's exit, calling it at once with a
+// buffered one. A buffered status is only trusted when the pid no longer
+// exists: if it does, the entry came from an earlier, reaped process that
+// had the same pid (pid reuse), and the real exit is still to come.
+func (r *reaper) claimFunc(pid int, onExit func(exitStatus)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if st, ok := r.pending[pid]; ok {
 		delete(r.pending, pid)
 		if !r.exists(pid) {
-			ch <- st
-			return ch
+			onExit(st)
+			return
 		}
 	}
-	r.waiters[pid] = ch
-	return ch
+	r.waiters[pid] = onExit
 }
 
-// startCmd subscribes, starts cmd and claims its pid.
-func (r *reaper) startCmd(cmd *exec.Cmd) (<-chan exitStatus, error) {
+// startCmd subscribes, starts cmd and claims its pid for onExit.
+func (r *reaper) startCmd(cmd *exec.Cmd, onExit func(exitStatus)) error {
 	r.subscribe()
 	defer r.unsubscribe()
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
-	return r.claim(cmd.Process.Pid), nil
+	r.claimFunc(cmd.Process.Pid, onExit)
+	return nil
 }
 
 // pidExists reports whether pid is alive or a zombie (kill 0 succeeds or is

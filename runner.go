@@ -102,9 +102,10 @@ func exitStatusFromState(ps *os.ProcessState, at time.Time) exitStatus {
 // ever stolen or lost. Two strategies implement it: the reaper (PID 1 or
 // child subreaper; reaper_linux.go) and plainMonitor.
 type exitMonitor interface {
-	// startCmd starts cmd and returns a channel that receives its exit
-	// status exactly once, as soon as the process has been reaped.
-	startCmd(cmd *exec.Cmd) (<-chan exitStatus, error)
+	// startCmd starts cmd and calls onExit with its exit status exactly
+	// once, as soon as the process has been reaped. onExit must not block
+	// (the reaper calls it under its lock).
+	startCmd(cmd *exec.Cmd, onExit func(exitStatus)) error
 }
 
 // plainMonitor waits with one goroutine per process calling cmd.Wait, like
@@ -116,16 +117,15 @@ type plainMonitor struct{}
 
 var _ exitMonitor = plainMonitor{}
 
-func (plainMonitor) startCmd(cmd *exec.Cmd) (<-chan exitStatus, error) {
+func (plainMonitor) startCmd(cmd *exec.Cmd, onExit func(exitStatus)) error {
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
-	ch := make(chan exitStatus, 1)
 	go func() {
 		_ = cmd.Wait() // the status is in cmd.ProcessState; a non-zero exit is not a failure here
-		ch <- exitStatusFromState(cmd.ProcessState, time.Now())
+		onExit(exitStatusFromState(cmd.ProcessState, time.Now()))
 	}()
-	return ch, nil
+	return nil
 }
 
 // procSpec describes one process to run. Path must be absolute (the caller
@@ -217,7 +217,7 @@ func (r *procRunner) start(ctx context.Context, spec procSpec) (*sensorProc, err
 		Dir:         spec.Dir,
 		SysProcAttr: procGroupAttr(),
 	}
-	var outs outputPipes
+	outs := &outputPipes{log: r.log, ref: spec.Ref}
 	var err error
 	if cmd.Stdout, err = outs.add(spec.Stdout, "stdout"); err == nil {
 		if sameOutputWriter(spec.Stdout, spec.Stderr) {
@@ -230,19 +230,21 @@ func (r *procRunner) start(ctx context.Context, spec procSpec) (*sensorProc, err
 		outs.abort()
 		return nil, fmt.Errorf("start %q: %w", spec.Ref, err)
 	}
-	exitCh, err := r.mon.startCmd(cmd)
+	p := &sensorProc{ref: spec.Ref, log: r.log, killWait: r.killWait, done: make(chan struct{})}
+	// Held until p is complete: the exit callback may run as soon as the
+	// child is reaped, possibly before startCmd has returned.
+	p.mu.Lock()
+	drainDelay := r.drainDelay
+	err = r.mon.startCmd(cmd, func(st exitStatus) { go p.finish(st, drainDelay) })
 	outs.closeChildEnds()
 	if err != nil {
+		p.mu.Unlock()
 		outs.abort()
 		return nil, fmt.Errorf("start %q: %w", spec.Ref, err)
 	}
-	p := &sensorProc{
-		ref: spec.Ref, pid: cmd.Process.Pid, log: r.log, killWait: r.killWait,
-		done: make(chan struct{}),
-	}
-	outs.copy(r.log, spec.Ref)
+	p.pid, p.proc, p.outs = cmd.Process.Pid, cmd.Process, outs
+	p.mu.Unlock()
 	r.log.Debug("sensor process started", "sensor", spec.Ref, "pid", p.pid, "pgid", p.pid)
-	go p.supervise(cmd, exitCh, &outs, r.drainDelay)
 	return p, nil
 }
 
@@ -281,6 +283,8 @@ type sensorProc struct {
 	exited   bool // the leader was reaped: its pid, and so the pgid, may be reused
 	termSent bool
 	status   exitStatus
+	proc     *os.Process  // released by finish; the exec.Cmd (env, args) is not kept
+	outs     *outputPipes // drained by finish
 }
 
 // Pid is the leader's pid, which is also the process group id.
@@ -362,7 +366,8 @@ func (p *sensorProc) signalGroup(sig syscall.Signal, once bool) (sent bool, err 
 	return true, signalProcGroup(p.pid, sig)
 }
 
-// supervise waits for the leader's exit event, then kills what is left of
+// finish runs once the leader has been reaped (the exit monitor spawns it,
+// so no goroutine waits per sensor while it runs): it kills what is left of
 // its group, drains the output and closes done.
 //
 // Why kill the rest of the group when the leader exits on its own: a
@@ -371,18 +376,19 @@ func (p *sensorProc) signalGroup(sig syscall.Signal, once bool) (sent bool, err 
 // trigger subscriptions and output pipes while the restart starts a second
 // set, and nothing would ever stop them. This is done at once, while the
 // group id cannot have been reused yet.
-func (p *sensorProc) supervise(cmd *exec.Cmd, exitCh <-chan exitStatus, outs *outputPipes, drainDelay time.Duration) {
-	st := <-exitCh
-	p.mu.Lock()
+func (p *sensorProc) finish(st exitStatus, drainDelay time.Duration) {
+	p.mu.Lock() // also waits for start to have filled in p
 	p.exited = true
 	p.status = st
 	err := signalProcGroup(p.pid, syscall.SIGKILL)
+	proc, outs := p.proc, p.outs
+	p.proc, p.outs = nil, nil
 	p.mu.Unlock()
 	if err != nil {
 		p.log.Warn("kill leftover sensor processes failed", "sensor", p.ref, "pgid", p.pid, "error", err)
 	}
 	outs.drain(drainDelay)
-	_ = cmd.Process.Release() // the monitor already reaped it; this frees the pidfd
+	_ = proc.Release() // the monitor already reaped it; this frees the pidfd
 	p.log.Debug("sensor process exited", "sensor", p.ref, "pid", p.pid,
 		"exit_code", st.Code, "signal", int(st.Signal))
 	close(p.done)
