@@ -78,18 +78,9 @@ func TestMemoryPerSupervisedSensor(t *testing.T) {
 	t.Cleanup(func() { r.Close() })
 	l := &runnerLauncher{r: r}
 	dir := t.TempDir()
-	logs := func(sp sensorSpec) (io.WriteCloser, io.WriteCloser, error) {
-		out, err := newRotatingFile(filepath.Join(dir, sp.Ref, "stdout.log"), 1<<20, 2)
-		if err != nil {
-			return nil, nil, err
-		}
-		errw, err := newRotatingFile(filepath.Join(dir, sp.Ref, "stderr.log"), 1<<20, 2)
-		if err != nil {
-			out.Close()
-			return nil, nil, err
-		}
-		return out, errw, nil
-	}
+	cfg := &Config{ArtifactsDir: dir}
+	cfg.Artifacts.SensorLogMaxBytes, cfg.Artifacts.SensorLogMaxFiles = 1<<20, 2
+	logs := localOutputs{cfg: cfg, log: log} // the files the agent writes on every generation
 	m := newSensorManager(l, &fakeSensorEvents{}, logs, log, memSensors+10, 2*time.Second)
 	specs := make([]sensorSpec, memSensors)
 	for i := range specs {
@@ -115,7 +106,7 @@ func TestMemoryPerSupervisedSensor(t *testing.T) {
 			return false
 		}
 		for _, sp := range specs {
-			b, err := os.ReadFile(filepath.Join(dir, sp.Ref, "stdout.log"))
+			b, err := os.ReadFile(filepath.Join(dir, "sensors", sp.Ref, "stdout.log"))
 			if err != nil || string(b) != "started\n" {
 				return false
 			}

@@ -71,20 +71,11 @@ func TestOutputPipesCarryEveryByte(t *testing.T) {
 	}
 	waitProcDone(t, p, 30*time.Second)
 	if got := out.String(); got != string(content) {
-		t.Errorf("stdout: got %d bytes, want the %d written (first difference at %d)", len(got), len(content), firstDiff(got, string(content)))
+		t.Errorf("stdout: got %d bytes, want the %d written (first difference at %d)", len(got), len(content), firstDiff([]byte(got), []byte(string(content))))
 	}
 	if got := errOut.String(); got != string(reversed) {
-		t.Errorf("stderr: got %d bytes, want the %d written (first difference at %d)", len(got), len(reversed), firstDiff(got, string(reversed)))
+		t.Errorf("stderr: got %d bytes, want the %d written (first difference at %d)", len(got), len(reversed), firstDiff([]byte(got), []byte(string(reversed))))
 	}
-}
-
-func firstDiff(a, b string) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return min(len(a), len(b))
 }
 
 func TestOutputPipesManySensorsAtOnce(t *testing.T) {
