@@ -108,7 +108,9 @@ func (s *testStack) publish(key, messageType string, payload any) {
 // sensorPIDs lists the live processes (sensor and descendants) that carry
 // this stack's API URL in their environment, i.e. this stack's sensors.
 func (s *testStack) sensorPIDs(ref string) []int {
-	want := "ATTUNE_API_URL=" + s.api.URL()
+	// Whole-entry match: another stack's URL may extend this one
+	// (…:4123 is a prefix of …:41234), and its processes are not ours to count or kill.
+	want := "\x00ATTUNE_API_URL=" + s.api.URL() + "\x00"
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -116,11 +118,12 @@ func (s *testStack) sensorPIDs(ref string) []int {
 		if err != nil {
 			continue
 		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !strings.Contains(string(env), want) || !strings.Contains(string(env), "ATTUNE_SENSOR_REF=") {
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		env := "\x00" + string(raw)
+		if err != nil || !strings.Contains(env, want) || !strings.Contains(env, "\x00ATTUNE_SENSOR_REF=") {
 			continue // not ours, or the agent itself (it has the API URL but no sensor ref)
 		}
-		if ref != "" && !strings.Contains(string(env), "ATTUNE_SENSOR_REF="+ref+"\x00") {
+		if ref != "" && !strings.Contains(env, "\x00ATTUNE_SENSOR_REF="+ref+"\x00") {
 			continue
 		}
 		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && isZombieStat(string(st)) {
