@@ -79,7 +79,8 @@ func TestAgentRefusesActionWorkerName(t *testing.T) {
 // TestAgentDatabaseUnreachableAtStart: the agent retries for
 // database.connect_timeout, then exits 1 with one clear line and no password.
 func TestAgentDatabaseUnreachableAtStart(t *testing.T) {
-	env := agentEnv("postgres://attune:s3cretpw@127.0.0.1:1/attune", "amqp://guest:guest@127.0.0.1:1/", "http://127.0.0.1:1",
+	closed := closedTestAddr(t)
+	env := agentEnv("postgres://attune:s3cretpw@"+closed+"/attune", "amqp://guest:guest@"+closed+"/", "http://"+closed,
 		t.TempDir(), "ATTUNE__DATABASE__CONNECT_TIMEOUT=2", "ATTUNE__SENSOR__WORKER_NAME=sensor-unreachable")
 	start := time.Now()
 	a := startAgent(t, env)
@@ -102,7 +103,8 @@ func TestAgentDatabaseUnreachableAtStart(t *testing.T) {
 
 // TestAgentConfigErrorExit2: invalid configuration exits 2 naming the key.
 func TestAgentConfigErrorExit2(t *testing.T) {
-	env := agentEnv("postgres://x@127.0.0.1:1/x", "amqp://g:g@127.0.0.1:1/", "http://127.0.0.1:1", t.TempDir(),
+	closed := closedTestAddr(t)
+	env := agentEnv("postgres://x@"+closed+"/x", "amqp://g:g@"+closed+"/", "http://"+closed, t.TempDir(),
 		"ATTUNE__LOG__LEVEL=loud", "ATTUNE__SENSOR__WORKER_NAME=sensor-badcfg")
 	a := startAgent(t, env)
 	select {

@@ -224,6 +224,22 @@ func testBrokerCtl(t *testing.T, args ...string) []byte {
 	return out
 }
 
+// testVhostConnections lists the broker's connections to vhost, and only
+// those. `rabbitmqctl list_connections` takes no vhost filter (a -p is
+// ignored: it lists every connection on the node), so the vhost column is
+// asked for and filtered here; a broker shared with other clients, as a
+// user's Attune stack is, must not change what a test counts.
+func testVhostConnections(t *testing.T, vhost string) []map[string]any {
+	t.Helper()
+	var own []map[string]any
+	for _, c := range testBrokerCtlJSON(t, "list_connections", "vhost", "name") {
+		if c["vhost"] == vhost {
+			own = append(own, c)
+		}
+	}
+	return own
+}
+
 // testBrokerCtlJSON runs a rabbitmqctl list command with the JSON formatter.
 func testBrokerCtlJSON(t *testing.T, args ...string) []map[string]any {
 	t.Helper()

@@ -90,7 +90,7 @@ func TestAMQPPromptsRejectsBadURL(t *testing.T) {
 // listens: one warn line when the outage starts, quiet retries, and a prompt
 // return on cancel.
 func TestAMQPPromptsBrokerDown(t *testing.T) {
-	rp := startPrompts(t, "amqp://guest:hunter2@127.0.0.1:1/", func(b *amqpPrompts) {
+	rp := startPrompts(t, "amqp://guest:hunter2@"+closedTestAddr(t)+"/", func(b *amqpPrompts) {
 		b.retryBase = 20 * time.Millisecond
 		b.retryMax = 40 * time.Millisecond
 	})
@@ -384,7 +384,7 @@ func TestAMQPPromptsCancel(t *testing.T) {
 	rp := startPrompts(t, amqpURL, nil)
 	rp.waitReady(t, 1)
 	vhost := testVhostName(t, amqpURL)
-	conns := func() []map[string]any { return testBrokerCtlJSON(t, "list_connections", "-p", vhost, "name") }
+	conns := func() []map[string]any { return testVhostConnections(t, vhost) }
 	// The broker lists a connection until it has processed its close; on a
 	// loaded machine that lags, so both counts are awaited, not sampled.
 	eventually(t, 10*time.Second, "exactly one connection while running", func() bool { return len(conns()) == 1 })

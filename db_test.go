@@ -75,8 +75,9 @@ func TestOpenPoolSessionSettings(t *testing.T) {
 func TestOpenPoolUnreachableDatabase(t *testing.T) {
 	var logs heartbeatLogBuffer
 	const password = "s3cr3t-pw"
+	closed := closedTestAddr(t)
 	cfg := DatabaseConfig{
-		URL:            "postgres://agent:" + password + "@127.0.0.1:1/attune?sslmode=disable&password=" + password,
+		URL:            "postgres://agent:" + password + "@" + closed + "/attune?sslmode=disable&password=" + password,
 		MaxConnections: 5,
 		ConnectTimeout: 1500 * time.Millisecond,
 		Schema:         "attune",
@@ -86,7 +87,7 @@ func TestOpenPoolUnreachableDatabase(t *testing.T) {
 	elapsed := time.Since(start)
 	if err == nil {
 		pool.Close()
-		t.Fatal("openPool succeeded against 127.0.0.1:1")
+		t.Fatalf("openPool succeeded against %s, where nothing listens", closed)
 	}
 	if !errors.Is(err, ErrDatabaseUnavailable) {
 		t.Errorf("error does not wrap ErrDatabaseUnavailable: %v", err)
@@ -97,7 +98,7 @@ func TestOpenPoolUnreachableDatabase(t *testing.T) {
 	if strings.Contains(err.Error(), password) || strings.Contains(logs.String(), password) {
 		t.Errorf("password leaked:\nerror: %v\nlogs: %s", err, logs.String())
 	}
-	if !strings.Contains(err.Error(), "postgres://127.0.0.1:1/attune") {
+	if !strings.Contains(err.Error(), "postgres://"+closed+"/attune") {
 		t.Errorf("error does not name the redacted URL: %v", err)
 	}
 	if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), "retrying") {
@@ -110,7 +111,7 @@ func TestOpenPoolStopsWhenContextEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := openPool(ctx, DatabaseConfig{URL: "postgres://127.0.0.1:1/attune", ConnectTimeout: time.Minute}, slog.New(slog.DiscardHandler))
+	_, err := openPool(ctx, DatabaseConfig{URL: "postgres://" + closedTestAddr(t) + "/attune", ConnectTimeout: time.Minute}, slog.New(slog.DiscardHandler))
 	if err == nil || errors.Is(err, ErrDatabaseUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("want the context's error, got %v", err)
 	}

@@ -47,7 +47,8 @@ func TestAgentConfigErrorsStartNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			name := "sensor-badcfg-" + randomSuffix()
-			env := agentEnv(dbURL, "amqp://guest:guest@127.0.0.1:1/", "http://127.0.0.1:1", dir,
+			closed := closedTestAddr(t)
+			env := agentEnv(dbURL, "amqp://guest:guest@"+closed+"/", "http://"+closed, dir,
 				"ATTUNE__SENSOR__WORKER_NAME="+name)
 			for k, v := range tc.set {
 				env = faultSetEnv(env, k, v)

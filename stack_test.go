@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -127,10 +128,10 @@ func (s *testStack) sensorPIDs(ref string) []int {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !strings.Contains(string(env), want) || !strings.Contains(string(env), "ATTUNE_SENSOR_REF=") {
+		if err != nil || !procEnvHas(env, want) || !procEnvHasName(env, "ATTUNE_SENSOR_REF") {
 			continue // not ours, or the agent itself (it has the API URL but no sensor ref)
 		}
-		if ref != "" && !strings.Contains(string(env), "ATTUNE_SENSOR_REF="+ref+"\x00") {
+		if ref != "" && !procEnvHas(env, "ATTUNE_SENSOR_REF="+ref) {
 			continue
 		}
 		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && isZombieStat(string(st)) {
@@ -139,6 +140,41 @@ func (s *testStack) sensorPIDs(ref string) []int {
 		pids = append(pids, pid)
 	}
 	return pids
+}
+
+// procEnvHas reports whether a /proc/<pid>/environ image holds entry
+// ("NAME=value") as a whole entry. A substring match is not enough: another
+// stack's API URL may extend this one (…:4123 is a prefix of …:41234), and
+// its processes are not ours to count or kill.
+func procEnvHas(environ []byte, entry string) bool {
+	return bytes.Contains(append([]byte{0}, environ...), []byte("\x00"+entry+"\x00"))
+}
+
+// procEnvHasName reports whether a /proc/<pid>/environ image sets name.
+func procEnvHasName(environ []byte, name string) bool {
+	return bytes.Contains(append([]byte{0}, environ...), []byte("\x00"+name+"="))
+}
+
+// TestProcEnvHasWholeEntry: the process filter of the harness matches whole
+// entries only, so a neighbour whose URL extends ours is not taken for ours.
+func TestProcEnvHasWholeEntry(t *testing.T) {
+	env := []byte("PATH=/bin\x00ATTUNE_API_URL=http://127.0.0.1:41234\x00XATTUNE_SENSOR_REF=a.b\x00")
+	for _, tc := range []struct {
+		entry string
+		want  bool
+	}{
+		{"ATTUNE_API_URL=http://127.0.0.1:41234", true},
+		{"ATTUNE_API_URL=http://127.0.0.1:4123", false},
+		{"PATH=/bin", true},
+		{"ATTUNE_SENSOR_REF=a.b", false},
+	} {
+		if got := procEnvHas(env, tc.entry); got != tc.want {
+			t.Errorf("procEnvHas(%q) = %v, want %v", tc.entry, got, tc.want)
+		}
+	}
+	if procEnvHasName(env, "ATTUNE_SENSOR_REF") || !procEnvHasName(env, "XATTUNE_SENSOR_REF") {
+		t.Error("procEnvHasName matched inside another variable's name")
+	}
 }
 
 // isZombieStat reports whether a /proc/<pid>/stat line is a zombie's.

@@ -19,9 +19,8 @@ func TestSupervisorStopsOnCancel(t *testing.T) {
 	s.grace = 123 * time.Millisecond
 	cancel, done := runTestSupervisor(t, s)
 	p := l.waitLaunch(t, 1)
-	if !s.running() {
-		t.Error("running() = false while the process runs")
-	}
+	// The supervisor takes the process a moment after the launcher hands it out.
+	eventually(t, 5*time.Second, "running() while the process runs", s.running)
 	cancel()
 	waitClosed(t, done, 2*time.Second, "supervisor return after cancel")
 	if g := p.graces(); !slices.Equal(g, []time.Duration{123 * time.Millisecond}) {

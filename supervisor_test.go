@@ -119,11 +119,14 @@ func TestSupervisorLaunchErrorsRetried(t *testing.T) {
 	s, ev, logs := newTestSupervisor(t, l)
 	runTestSupervisor(t, s)
 	l.waitLaunch(t, 1)
+	// The launcher hands the process over before the supervisor records the
+	// start: wait for the event itself, never for the launch.
+	started := ev.wait(t, "started", 1)
 	exits := ev.byKind("exited")
 	if len(exits) != 2 || exits[0].failures != 1 || exits[1].failures != 2 || exits[0].st.Code != -1 {
 		t.Fatalf("exits %+v, want two unknown-status failures 1 and 2", exits)
 	}
-	if st := ev.last("started"); st.failures != 2 {
+	if st := started; st.failures != 2 {
 		t.Errorf("sensorStarted failures %d, want 2", st.failures)
 	}
 	if got := l.attempts(); got != 3 {
@@ -154,6 +157,7 @@ func TestSupervisorRotatesToken(t *testing.T) {
 	if p2.isDone() {
 		t.Error("the rotated process is not running")
 	}
+	ev.wait(t, "started", 2) // recorded after the launch returns
 	starts := ev.byKind("started")
 	if starts[0].failures != 1 || starts[1].failures != 0 || len(ev.byKind("exited")) != 1 {
 		t.Errorf("events %+v: a rotation must reset failures and report no exit", ev.all())

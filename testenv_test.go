@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -64,6 +65,21 @@ func testAMQPURL() string {
 		return u
 	}
 	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// closedTestAddr is a 127.0.0.1 address where nothing listens, chosen at run
+// time: a port just bound and released, never a fixed one (port 1 or any
+// other may be taken on a user's machine, and a test expecting "connection
+// refused" would then talk to a stranger).
+func closedTestAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("pick a closed port: %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 func randomSuffix() string {

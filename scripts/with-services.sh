@@ -27,7 +27,17 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
+# A port the kernel picks; without python3, a random one checked to be unused.
+free_port() {
+  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null && return
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 20000))
+    port_open "$p" || { echo "$p"; return; }
+  done
+  echo "with-services: found no free port" >&2
+  return 1
+}
 
 # --- PostgreSQL -------------------------------------------------------------
 if [ -z "${ATTUNE_TEST_DATABASE_URL:-}" ]; then
