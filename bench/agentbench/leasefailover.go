@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,11 +46,13 @@ func runFailover(ctx context.Context, args []string, logw io.Writer) error {
 	}
 	sum := newSummary()
 	for _, sig := range []string{"sigterm", "sigkill"} {
-		samples, err := failoverRuns(ctx, stack, mqURL, sig, *agents, *n, *reps, *scale, c.out, logw)
+		churn := 0
+		samples, err := failoverRuns(ctx, stack, mqURL, sig, *agents, *n, *reps, *scale, c.out, &churn, logw)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sig, err)
 		}
 		sum.putDist(sig+"_ms", samples)
+		sum.put(sig+"_survivor_restarts", float64(churn))
 		if err := writeSamples(filepath.Join(c.out, sig+".samples"), samples); err != nil {
 			return err
 		}
@@ -71,7 +74,7 @@ type failoverAgent struct {
 }
 
 // failoverRuns measures reps failovers after sig on a fresh database.
-func failoverRuns(ctx context.Context, stack *benchStack, mqURL, sig string, agents, n, reps int, scale float64, out string, logw io.Writer) ([]float64, error) {
+func failoverRuns(ctx context.Context, stack *benchStack, mqURL, sig string, agents, n, reps int, scale float64, out string, churn *int, logw io.Writer) ([]float64, error) {
 	_, dbURL, err := stack.newDatabase(ctx)
 	if err != nil {
 		return nil, err
@@ -126,8 +129,16 @@ func failoverRuns(ctx context.Context, stack *benchStack, mqURL, sig string, age
 		if err != nil {
 			return nil, err
 		}
+		before := sensorProcs(stack.marker())
+		victimPIDs := map[int]bool{}
+		held := map[string]bool{}
 		for _, ref := range refs {
-			os.Remove(filepath.Join(stack.marks, ref+".up"))
+			held[ref] = true
+		}
+		for pid, ref := range before {
+			if held[ref] {
+				victimPIDs[pid] = true
+			}
 		}
 		t0 := time.Now()
 		if sig == "sigkill" {
@@ -138,13 +149,15 @@ func failoverRuns(ctx context.Context, stack *benchStack, mqURL, sig string, age
 		if err != nil {
 			return nil, err
 		}
-		last, err := waitRefsUp(ctx, stack, refs, 5*time.Minute)
+		at, churned, err := waitAllRunning(ctx, stack, n, victimPIDs, before, 5*time.Minute)
 		if err != nil {
 			return nil, fmt.Errorf("rep %d: %w", rep, err)
 		}
-		d := ms(last.Sub(t0))
+		d := ms(at.Sub(t0))
 		samples = append(samples, d)
-		fmt.Fprintf(logw, "failover %s rep %d: %s held %d sensors, all running again after %.0f ms\n", sig, rep, victim.name, len(refs), d)
+		*churn += churned
+		fmt.Fprintf(logw, "failover %s rep %d: %s held %d sensors; all %d running again after %.0f ms; %d sensors of the survivors restarted meanwhile\n",
+			sig, rep, victim.name, len(refs), n, d, churned)
 		victim.run.wait(ctx)
 		if victim.run, err = start(victim.name, rep+1); err != nil {
 			return nil, err
@@ -199,26 +212,52 @@ func waitMarksCount(ctx context.Context, stack *benchStack, n int, timeout time.
 	return nil
 }
 
-// waitRefsUp waits until every ref has a fresh .up mark and returns the
-// latest mark's time (the file's mtime: when that sensor's shell wrote it).
-func waitRefsUp(ctx context.Context, stack *benchStack, refs []string, timeout time.Duration) (time.Time, error) {
+// waitAllRunning polls the process table until every one of the n sensors
+// has a live process that is not one of the victim's; it returns that
+// moment and how many survivors' sensors got a new process meanwhile (a
+// sensor stopped on a survivor to make room is a failover cost too).
+func waitAllRunning(ctx context.Context, stack *benchStack, n int, victimPIDs map[int]bool, before map[int]string, timeout time.Duration) (time.Time, int, error) {
 	deadline := time.Now().Add(timeout)
-	var last time.Time
-	for i := 0; i < len(refs); {
-		st, err := os.Stat(filepath.Join(stack.marks, refs[i]+".up"))
-		if err == nil {
-			if st.ModTime().After(last) {
-				last = st.ModTime()
+	for {
+		now := time.Now()
+		procs := sensorProcs(stack.marker())
+		running := map[string]bool{}
+		for pid, ref := range procs {
+			if !victimPIDs[pid] {
+				running[ref] = true
 			}
-			i++
-			continue
 		}
-		if time.Now().After(deadline) {
-			return last, fmt.Errorf("%d of %d sensors did not run again within %v (first missing: %s)", len(refs)-i, len(refs), timeout, refs[i])
+		if len(running) >= n {
+			churned := 0
+			for pid := range before {
+				if _, alive := procs[pid]; !alive && !victimPIDs[pid] {
+					churned++
+				}
+			}
+			return now, churned, nil
+		}
+		if now.After(deadline) {
+			return now, 0, fmt.Errorf("only %d of %d sensors running %v after the signal", len(running), n, timeout)
 		}
 		if !sleepCtxBench(ctx, 20*time.Millisecond) {
-			return last, ctx.Err()
+			return now, 0, ctx.Err()
 		}
 	}
-	return last, nil
+}
+
+// sensorProcs maps the live sensor processes of this stack to their refs.
+func sensorProcs(marker string) map[int]string {
+	out := map[int]string{}
+	for _, pid := range markedProcs(marker) {
+		env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if ref, ok := strings.CutPrefix(kv, "ATTUNE_SENSOR_REF="); ok {
+				out[pid] = ref
+			}
+		}
+	}
+	return out
 }
