@@ -22,6 +22,7 @@ item_title() {
     05-*) echo "5. Shutdown of 100 SIGTERM-ignoring sensors" ;;
     06-*) echo "6. Scale: 100 / 500 / 1000 native sensors" ;;
     07-*) echo "7. Heartbeat cost" ;;
+    09-*) echo "9. Workload leases: failover, renewal cost, start-up, reaction" ;;
     *) echo "$1" ;;
   esac
 }

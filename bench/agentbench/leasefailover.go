@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -116,9 +117,23 @@ func failoverRuns(ctx context.Context, stack *benchStack, mqURL, sig string, age
 		}
 	}
 	defer func() {
+		// Stopped together; unshare does not pass SIGTERM on, so the
+		// namespaced agents are killed (their sensors die with them).
+		var wg sync.WaitGroup
 		for _, a := range fleet {
-			a.run.stop(30 * time.Second)
+			if a == nil || a.run == nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if sig == "sigkill" {
+					a.run.signal(syscall.SIGKILL)
+				}
+				a.run.stop(30 * time.Second)
+			}()
 		}
+		wg.Wait()
 	}()
 	if err := waitMarksCount(ctx, stack, n, 2*time.Minute); err != nil {
 		return nil, err
