@@ -29,6 +29,7 @@ func runRenewals(ctx context.Context, args []string, logw io.Writer) error {
 	countsFlag := fs.String("counts", "100,500,1000", "held lease counts")
 	window := fs.Duration("window", 10*time.Second, "counting window after all sensors run")
 	scale := fs.Float64("scale", 30, "ATTUNE_SENSOR_AGENT_TEST_LEASE_SCALE (renewal tick every 30 s / scale)")
+	count := fs.Bool("count-statements", true, "route the agent's database traffic through the counting proxy (false: start-up time only)")
 	stack, err := c.open(fs, args)
 	if err != nil {
 		return err
@@ -50,22 +51,28 @@ func runRenewals(ctx context.Context, args []string, logw io.Writer) error {
 	sum.put("scale", *scale)
 	var perTick []int
 	for _, n := range counts {
-		r, err := renewalRun(ctx, stack, mqURL, n, *window, *scale, c.out)
+		r, err := renewalRun(ctx, stack, mqURL, n, *window, *scale, *count, c.out)
 		if err != nil {
 			return fmt.Errorf("%d leases: %w", n, err)
 		}
-		fmt.Fprintf(logw, "renewals %d: all running after %.0f ms; %d ticks, statements per tick %v; %d leases renewed in the window\n",
-			n, r.allRunning, len(r.ticks), r.ticks, r.renewed)
 		key := strconv.Itoa(n)
 		sum.put("all_running_ms_"+key, r.allRunning)
+		if !*count {
+			fmt.Fprintf(logw, "start-up %d: all running after %.0f ms (no proxy)\n", n, r.allRunning)
+			continue
+		}
+		fmt.Fprintf(logw, "renewals %d: all running after %.0f ms; %d ticks, statements per tick %v; %d leases renewed in the window\n",
+			n, r.allRunning, len(r.ticks), r.ticks, r.renewed)
 		sum.put("ticks_"+key, float64(len(r.ticks)))
 		sum.put("stmts_per_tick_min_"+key, float64(slices.Min(r.ticks)))
 		sum.put("stmts_per_tick_max_"+key, float64(slices.Max(r.ticks)))
 		sum.put("renewed_"+key, float64(r.renewed))
 		perTick = append(perTick, r.ticks...)
 	}
-	// The verdict number: the spread of statements per tick over every N.
-	sum.put("stmts_per_tick_spread", float64(slices.Max(perTick)-slices.Min(perTick)))
+	if len(perTick) > 0 {
+		// The spread of statements per tick over every N.
+		sum.put("stmts_per_tick_spread", float64(slices.Max(perTick)-slices.Min(perTick)))
+	}
 	sum.put("token_requests", float64(stack.api.tokenCalls.Load()))
 	sum.put("unfenced_token_requests", float64(stack.api.unfenced.Load()))
 	return sum.write(filepath.Join(c.out, "summary.tsv"))
@@ -78,7 +85,7 @@ type renewalResult struct {
 	renewed    int     // leases whose renewed_at falls in the window
 }
 
-func renewalRun(ctx context.Context, stack *benchStack, mqURL string, n int, window time.Duration, scale float64, out string) (renewalResult, error) {
+func renewalRun(ctx context.Context, stack *benchStack, mqURL string, n int, window time.Duration, scale float64, count bool, out string) (renewalResult, error) {
 	var r renewalResult
 	_, dbURL, err := stack.newDatabase(ctx)
 	if err != nil {
@@ -90,13 +97,16 @@ func renewalRun(ctx context.Context, stack *benchStack, mqURL string, n int, win
 	if _, err := seedSensors(ctx, dbURL, "l", "idle", n, true); err != nil {
 		return r, err
 	}
-	proxy, proxied, err := startPGCountProxy(dbURL)
-	if err != nil {
-		return r, err
+	agentDB := dbURL
+	var proxy *pgCountProxy
+	if count {
+		if proxy, agentDB, err = startPGCountProxy(dbURL); err != nil {
+			return r, err
+		}
+		defer proxy.close()
 	}
-	defer proxy.close()
 	name := "bench-renew-" + strconv.Itoa(n)
-	agent, err := startAgentRun(stack.cfg.AgentBin, stack.agentEnv(agentOptions{DBURL: proxied, MQURL: mqURL,
+	agent, err := startAgentRun(stack.cfg.AgentBin, stack.agentEnv(agentOptions{DBURL: agentDB, MQURL: mqURL,
 		WorkerName: name, MaxSensors: n + 10,
 		Extra: []string{"ATTUNE_SENSOR_AGENT_TEST_LEASE_SCALE=" + strconv.FormatFloat(scale, 'f', -1, 64)}}),
 		filepath.Join(out, "agent-"+strconv.Itoa(n)+".log"))
@@ -111,6 +121,9 @@ func renewalRun(ctx context.Context, stack *benchStack, mqURL string, n int, win
 		return r, err
 	}
 	r.allRunning = ms(time.Now().Sub(agent.started))
+	if !count {
+		return r, nil
+	}
 	// Let the start-up settle (every lease shortened, the first ticks done),
 	// then count whole ticks in the window.
 	if !sleepCtxBench(ctx, time.Duration(float64(30*time.Second)/scale)*2) {
