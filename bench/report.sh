@@ -23,6 +23,7 @@ item_title() {
     06-*) echo "6. Scale: 100 / 500 / 1000 native sensors" ;;
     07-*) echo "7. Heartbeat cost" ;;
     08-*) echo "8. Sensor logs shipped to the API" ;;
+    09-*) echo "9. Workload leases: failover, renewal cost, start-up, reaction" ;;
     *) echo "$1" ;;
   esac
 }

@@ -85,6 +85,12 @@ type agentRun struct {
 
 // startAgentRun starts bin with exactly env, logging to logPath.
 func startAgentRun(bin string, env []string, logPath string) (*agentRun, error) {
+	return startAgentCmd(exec.Command(bin), env, logPath)
+}
+
+// startAgentCmd starts cmd (the agent, or a wrapper such as unshare that
+// runs it) with exactly env, logging to logPath.
+func startAgentCmd(cmd *exec.Cmd, env []string, logPath string) (*agentRun, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -95,7 +101,7 @@ func startAgentRun(bin string, env []string, logPath string) (*agentRun, error) 
 		return nil, err
 	}
 	a := &agentRun{changed: make(chan struct{}), readEOF: make(chan struct{}), done: make(chan struct{})}
-	a.cmd = exec.Command(bin)
+	a.cmd = cmd
 	a.cmd.Env = env
 	// The agent logs on stdout; fatal errors go to stderr. Both into w, an
 	// *os.File: no copying goroutine, so Wait returns at exit.

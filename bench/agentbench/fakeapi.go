@@ -3,27 +3,36 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
 
 // benchAPI stands in for the two Attune API endpoints the sensor side calls:
 // the agent's POST /auth/internal/sensor-token and the sensors' POST
-// /api/v1/events. It answers at once and checks nothing (the worker JWT is
-// the agent tests' business, not the benchmarks'): the point is that the
-// agent's token round trip is real HTTP on loopback, as in production, with
-// no more delay than the agent itself causes.
+// /api/v1/events. It answers at once and checks little (the worker JWT's
+// signature and the fence's liveness are the agent tests' business, not the
+// benchmarks'; see fakeapi_leases_test.go): the point is that the agent's
+// token round trip is real HTTP on loopback, as in production, with no more
+// delay than the agent itself causes. Like the newest API it refuses a token
+// request without a workload fence (400) and echoes the fence, with the
+// worker JWT's worker_id, as workload_fence (the agent refuses a token
+// without it).
 type benchAPI struct {
 	srv          *http.Server
 	url          string
 	tokenCalls   atomic.Int64
+	unfenced     atomic.Int64 // token requests refused for lack of a fence
 	events       atomic.Int64
 	logs         *benchLogs // sensor log streams (logsapi.go)
 	serveStopped chan struct{}
@@ -72,9 +81,22 @@ func (a *benchAPI) handleToken(w http.ResponseWriter, r *http.Request) {
 		PackRef           string          `json:"pack_ref"`
 		TriggerTypes      []string        `json:"trigger_types"`
 		PermissionSetRefs json.RawMessage `json:"permission_set_refs"`
+		WorkloadID        *int64          `json:"workload_id"`
+		Generation        *int64          `json:"assignment_generation"`
+		WorkerInstance    string          `json:"worker_instance"`
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.SensorRef == "" {
 		writeBenchJSON(w, http.StatusBadRequest, map[string]any{"error": "bad sensor token request"})
+		return
+	}
+	if req.WorkloadID == nil || req.Generation == nil || req.WorkerInstance == "" {
+		a.unfenced.Add(1)
+		writeBenchJSON(w, http.StatusBadRequest, map[string]any{"error": "workload_id, assignment_generation and worker_instance are required for worker token sensor provisioning"})
+		return
+	}
+	workerID, err := benchJWTWorkerID(r.Header.Get("Authorization"))
+	if err != nil {
+		writeBenchJSON(w, http.StatusUnauthorized, map[string]any{"error": err.Error()})
 		return
 	}
 	perms := req.PermissionSetRefs
@@ -87,6 +109,8 @@ func (a *benchAPI) handleToken(w http.ResponseWriter, r *http.Request) {
 		"identity_id": 1, "sensor_ref": req.SensorRef, "pack_ref": req.PackRef,
 		"token": "t-" + benchRandomHex(16), "expires_at": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339),
 		"trigger_types": triggers, "permission_set_refs": perms,
+		"workload_fence": map[string]any{"workload_id": *req.WorkloadID, "worker_id": workerID,
+			"worker_instance": req.WorkerInstance, "generation": *req.Generation},
 	}})
 }
 
@@ -94,6 +118,33 @@ func (a *benchAPI) handleToken(w http.ResponseWriter, r *http.Request) {
 func (a *benchAPI) handleEvent(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
 	writeBenchJSON(w, http.StatusCreated, map[string]any{"data": map[string]any{"id": a.events.Add(1)}})
+}
+
+// benchJWTWorkerID reads metadata.worker_id from a worker JWT's claims (the
+// signature is not checked: the agent tests do that).
+func benchJWTWorkerID(authz string) (int64, error) {
+	tok, ok := strings.CutPrefix(authz, "Bearer ")
+	parts := strings.Split(tok, ".")
+	if !ok || len(parts) != 3 {
+		return 0, errors.New("worker token missing or not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return 0, fmt.Errorf("worker token claims: %w", err)
+	}
+	var claims struct {
+		Metadata struct {
+			WorkerID string `json:"worker_id"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return 0, fmt.Errorf("worker token claims: %w", err)
+	}
+	id, err := strconv.ParseInt(claims.Metadata.WorkerID, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errors.New("Worker token has invalid worker_id metadata")
+	}
+	return id, nil
 }
 
 func writeBenchJSON(w http.ResponseWriter, status int, v any) {

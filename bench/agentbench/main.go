@@ -1,5 +1,5 @@
 // Command agentbench drives the real agent for the benchmark items that
-// need it running (docs/benchmarks.md items 3 to 6 and 8). Each subcommand builds
+// need it running (docs/benchmarks.md items 3 to 6, 8 and 9). Each subcommand builds
 // its own isolated stack (a fresh PostgreSQL database per agent run, a fresh
 // RabbitMQ vhost, an in-process stand-in for the Attune API and a pack of
 // native sensors that leave timestamps in files), runs the agent binary as
@@ -13,6 +13,8 @@
 //	agentbench shutdown -sensors 100 -trials 3 -out DIR [common flags]
 //	agentbench scale    -counts 100,500,1000 -window 60s -out DIR [common flags]
 //	agentbench logs     -bytes 209715200 -window 10s -out DIR [common flags]
+//	agentbench failover -agents 3 -sensors 30 -reps 5 -scale 30 -out DIR [common flags]
+//	agentbench renewals -counts 100,500,1000 -window 10s -scale 30 -out DIR [common flags]
 //	agentbench api      [-addr 127.0.0.1:8080]   (the fake API alone, for manual runs)
 //
 // Common flags: -agent BIN, -sensor BIN (bench/benchsensor), -schema FILE,
@@ -89,7 +91,7 @@ func envOr(name, def string) string {
 // runAgentBench dispatches the subcommand; it returns the exit code.
 func runAgentBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: agentbench reaction|crash|shutdown|scale|logs|api [flags]")
+		fmt.Fprintln(stderr, "usage: agentbench reaction|crash|shutdown|scale|logs|failover|renewals|api [flags]")
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer) error{
@@ -98,6 +100,8 @@ func runAgentBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"shutdown": runShutdown,
 		"scale":    runScale,
 		"logs":     runLogs,
+		"failover": runFailover,
+		"renewals": runRenewals,
 		"api":      runAPIOnly,
 	}
 	f, ok := cmds[args[0]]

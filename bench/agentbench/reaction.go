@@ -72,6 +72,7 @@ func runReaction(ctx context.Context, args []string, logw io.Writer) error {
 		}
 	}
 	sum.put("token_requests", float64(stack.api.tokenCalls.Load()))
+	sum.put("unfenced_token_requests", float64(stack.api.unfenced.Load()))
 	return sum.write(filepath.Join(c.out, "summary.tsv"))
 }
 

@@ -36,6 +36,7 @@ type benchStack struct {
 	marks string
 	api   *benchAPI
 	dbs   []string
+	rel   benchRelease // the bench pack's release, active in every database
 
 	// The vhost is created in the background from the start (rabbitmqctl
 	// takes about a second per call), and useBroker waits for it.
@@ -82,6 +83,9 @@ func newBenchStack(cfg stackConfig) (*benchStack, error) {
 		if err := os.WriteFile(filepath.Join(sensors, name), []byte(body), 0o755); err != nil {
 			return nil, err
 		}
+	}
+	if s.rel, err = publishBenchRelease(s.packs); err != nil {
+		return nil, fmt.Errorf("publish the bench pack release: %w", err)
 	}
 	if s.api, err = startBenchAPI(""); err != nil {
 		return nil, fmt.Errorf("fake API: %w", err)
@@ -197,6 +201,9 @@ INSERT INTO runtime (ref, name, distributions, execution_config)
 VALUES ('core.native', 'Native', '{}', '{"interpreter": {"binary": ""}}')`)
 	if err != nil {
 		return "", "", fmt.Errorf("seed pack and runtime: %w", err)
+	}
+	if err := s.rel.insert(ctx, c); err != nil {
+		return "", "", err
 	}
 	return name, dbURL, nil
 }
