@@ -54,6 +54,22 @@ func (m *sensorManager) converge(ctx context.Context, desired []sensorSpec) {
 	// ref order, as the reference visits candidates: the capacity limit keeps the first ones.
 	slices.SortFunc(desired, func(a, b sensorSpec) int { return strings.Compare(a.Ref, b.Ref) })
 	if m.max > 0 && len(desired) > m.max {
+		// Sensors already running keep their slot; free slots go in ref
+		// order. Without this, leases freed by another agent's failover that
+		// sort before running sensors would stop healthy sensors here.
+		m.mu.Lock()
+		slices.SortStableFunc(desired, func(a, b sensorSpec) int {
+			_, ra := m.active[a.ID]
+			_, rb := m.active[b.ID]
+			switch {
+			case ra == rb:
+				return 0
+			case ra:
+				return -1
+			}
+			return 1
+		})
+		m.mu.Unlock()
 		if over := len(desired) - m.max; over != m.overCap {
 			m.log.Warn("more sensors than max_concurrent_sensors: extra sensors not started",
 				"max_concurrent_sensors", m.max, "desired", len(desired), "not_started", over,
@@ -61,6 +77,7 @@ func (m *sensorManager) converge(ctx context.Context, desired []sensorSpec) {
 			m.overCap = over
 		}
 		desired = desired[:m.max]
+		slices.SortFunc(desired, func(a, b sensorSpec) int { return strings.Compare(a.Ref, b.Ref) })
 	} else if m.overCap != 0 {
 		m.overCap = 0
 		m.log.Info("all desired sensors fit max_concurrent_sensors", "desired", len(desired))

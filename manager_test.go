@@ -126,11 +126,11 @@ func TestManagerConverge(t *testing.T) {
 			{desired: []sensorSpec{mgrSpec(2, 0, 1)}, wantActive: []int64{2}, wantLaunches: map[int64]int{1: 1, 2: 1},
 				wantStops: map[int64]int{1: 1}, wantCounters: heartbeatCounters{Monitored: 1, Running: 1, ActiveRules: 1}, wantCapWarns: 2},
 		}},
-		{"max_concurrent_sensors: a lower id displaces the highest", 2, []step{
+		{"max_concurrent_sensors: running sensors keep their slots", 2, []step{
 			{desired: []sensorSpec{mgrSpec(2, 0, 1), mgrSpec(3, 0, 1)}, wantActive: []int64{2, 3}, wantLaunches: map[int64]int{2: 1, 3: 1},
 				wantCounters: heartbeatCounters{Monitored: 2, Running: 2, ActiveRules: 2}},
-			{desired: []sensorSpec{mgrSpec(1, 0, 1), mgrSpec(2, 0, 1), mgrSpec(3, 0, 1)}, wantActive: []int64{1, 2},
-				wantLaunches: map[int64]int{1: 1, 2: 1, 3: 1}, wantStops: map[int64]int{3: 1},
+			{desired: []sensorSpec{mgrSpec(1, 0, 1), mgrSpec(2, 0, 1), mgrSpec(3, 0, 1)}, wantActive: []int64{2, 3},
+				wantLaunches: map[int64]int{2: 1, 3: 1},
 				wantCounters: heartbeatCounters{Monitored: 2, Running: 2, ActiveRules: 2}, wantCapWarns: 1},
 		}},
 	}
@@ -308,5 +308,24 @@ func TestManagerKillAllDuringStop(t *testing.T) {
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("stopAll returned %v after killAll, want at once", d)
+	}
+}
+
+// TestManagerCapKeepsRunningSensors: at max_concurrent_sensors, sensors that
+// already run keep their slots even when a sensor sorting before them becomes
+// desired (as after another agent's failover frees its lease).
+func TestManagerCapKeepsRunningSensors(t *testing.T) {
+	m, _ := newTestManager(t, newFakeLauncher(t), 2)
+	m.converge(t.Context(), []sensorSpec{mgrSpec(2, 0, 1), mgrSpec(3, 0, 1)})
+	m.converge(t.Context(), []sensorSpec{mgrSpec(1, 0, 1), mgrSpec(2, 0, 1), mgrSpec(3, 0, 1)})
+	if got := m.activeIDs(); !slices.Equal(got, []int64{2, 3}) {
+		t.Fatalf("supervised %v, want the running 2 and 3 kept", got)
+	}
+	if n := m.stoppingCount(); n != 0 {
+		t.Errorf("%d running sensors stopped to make room", n)
+	}
+	m.converge(t.Context(), []sensorSpec{mgrSpec(1, 0, 1), mgrSpec(3, 0, 1)})
+	if got := m.activeIDs(); !slices.Equal(got, []int64{1, 3}) {
+		t.Errorf("after 2 left: supervised %v, want 1 and 3", got)
 	}
 }
