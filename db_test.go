@@ -159,6 +159,7 @@ func TestDetectSchema(t *testing.T) {
 			SensorEffectiveEnabled: true, TriggerEffectiveEnabled: true, RuleEffectiveEnabled: true,
 			SensorRetiredAt: true, TriggerRetiredAt: true, RuleRetiredAt: true, RuntimeRetiredAt: true,
 			PackActiveRelease: true, PackWorkerSelector: true, SensorWorkerSelector: true,
+			PackPlacement: true, SensorPlacement: true, RuleSensorPlacement: true,
 			SensorProcess: true, SensorWorkload: true, SensorWorkloadAssignment: true, PackRelease: true,
 			LogStream: true, SensorLogRetention: true},
 	}

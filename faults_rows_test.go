@@ -54,7 +54,10 @@ func TestAgentHostileRows(t *testing.T) {
 		"env_vars": {"ATTUNE_API_TOKEN": "stolen-token", "attune_sensor_ref": "someone.else", "FAULT_OK": "yes"}}`)
 	cobol := s.db.runtime("core.cobol", "COBOL", `{"interpreter": {"binary": "cobc"}}`)
 	doomedRT := s.db.runtime("core.doomed", "Shell", `{"interpreter": {"binary": "/bin/bash"}}`)
-	ghostPack := s.db.pack("ghostpack") // a row, but no directory on the volume
+	ghostPack := s.db.pack("ghostpack") // a row and a release, but nothing on the volume
+	ghostRel := s.db.id(`INSERT INTO pack_release (pack, pack_ref, version, digest, content_path, archive_size, manifest)
+VALUES ($1, 'ghostpack', '1.0.0', $2, 'x', 0, '{}') RETURNING id`, ghostPack, strings.Repeat("ab", 32))
+	s.db.exec(`UPDATE pack SET active_release = $1 WHERE id = $2`, ghostRel, ghostPack)
 
 	refused := map[string]string{ // sensor ref → what its log line must say
 		row(s.packID, "testpack", "dotdot", "../../../../../../bin/sh", native, `{}`):   "leaves the pack's sensors directory",
@@ -64,7 +67,7 @@ func TestAgentHostileRows(t *testing.T) {
 		row(s.packID, "testpack", "badexec", "sleeper.sh", badExec, `{}`):               `field "interpreter.binary"`,
 		row(s.packID, "testpack", "bigparams", "sleeper.sh", native,
 			`{"blob": "`+strings.Repeat("x", 5<<20)+`"}`): "ATTUNE_SENSOR_TRIGGERS is",
-		row(ghostPack, "ghostpack", "sensor", "sleeper.sh", native, `{}`):    "sensor script not found",
+		row(ghostPack, "ghostpack", "sensor", "sleeper.sh", native, `{}`):    "Required pack 'ghostpack' is not local on the shared volume",
 		row(s.packID, "../../etc", "badpackref", "sleeper.sh", native, `{}`): "invalid pack ref",
 	}
 	envRef := row(s.packID, "testpack", "envvars", "sleeper.sh", envRT, `{}`)

@@ -248,6 +248,7 @@ func TestAgentLeastPrivilege(t *testing.T) {
 	vs := s.db.sensor(venvPack, "venvpack", "venvpack.venv_sensor", "venv_sensor.py", venvRT, "")
 	vt := s.db.trigger(venvPack, "venvpack", "venvpack.venv_sensor_trigger", vs)
 	s.db.rule(venvPack, "venvpack", "venvpack.venv_sensor_rule", vt, `{}`, true)
+	publishRelease(t, s.db, filepath.Join(base, "packs"), "venvpack", venvPack, "1.0.0")
 
 	env := agentEnv(s.dbURL, s.amqpURL, s.api.URL(), base, "LANG=C.UTF-8", "ATTUNE__SENSOR__WORKER_NAME="+s.name)
 	env = faultSetEnv(env, "ATTUNE_SENSOR_STATUS_FILE", filepath.Join(base, "run", "status.json"))
@@ -299,8 +300,9 @@ func TestAgentLeastPrivilege(t *testing.T) {
 	}) {
 		t.Error("no status file in the writable run directory")
 	}
-	for _, p := range []string{"artifacts/sensors/testpack.shell_sensor/stdout.log", "runtime_envs/venvpack/python/bin/python3"} {
-		if _, err := os.Stat(filepath.Join(base, p)); err != nil {
+	for _, p := range []string{filepath.Join(base, "artifacts/sensors/testpack.shell_sensor/stdout.log"),
+		filepath.Join(runtimeEnvDirOf(t, s.gen, base, "venvpack", "python"), "bin/python3")} {
+		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -38,7 +39,8 @@ func publishRelease(t testing.TB, db *seedDB, packsDir, ref string, packID int64
 	if err := os.WriteFile(filepath.Join(relDir, "pack.tar.gz"), archive, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(src, filepath.Join(relDir, "pack")); err != nil && !os.IsExist(err) {
+	// Relative, so a copy of the packs directory (cp -a) keeps a working release.
+	if err := os.Symlink(filepath.Join("..", "..", "..", ref), filepath.Join(relDir, "pack")); err != nil && !os.IsExist(err) {
 		t.Fatal(err)
 	}
 	id := db.id(`INSERT INTO pack_release (pack, pack_ref, version, digest, archive_path, content_path, archive_size, manifest)
@@ -98,4 +100,22 @@ func tarGzDir(t testing.TB, dir string) []byte {
 		t.Fatalf("archive %s: %v", dir, err)
 	}
 	return b
+}
+
+// runtimeEnvDirOf is where a sensor of pack ref has its runtime environment
+// under base/runtime_envs: {ref}/{name} on the legacy generation, the
+// content-addressed sha256/{key} whose .attune-pack-ref is ref on the newest.
+func runtimeEnvDirOf(t testing.TB, gen, base, ref, name string) string {
+	t.Helper()
+	if gen == "legacy" {
+		return filepath.Join(base, "runtime_envs", ref, name)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(base, "runtime_envs", "sha256", "*"))
+	for _, d := range dirs {
+		if b, err := os.ReadFile(filepath.Join(d, runtimePackRefMarker)); err == nil && strings.TrimSpace(string(b)) == ref {
+			return d
+		}
+	}
+	t.Fatalf("no shared runtime environment of pack %s under %s/runtime_envs/sha256", ref, base)
+	return ""
 }

@@ -39,7 +39,7 @@ func TestRootfsStockImageRunsPythonSensor(t *testing.T) {
 	if err := os.MkdirAll(packs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("cp", "-a", fixturePacksDir(t)+"/.", packs).CombinedOutput(); err != nil {
+	if out, err := exec.Command("cp", "-a", filepath.Join(s.dir, "packs")+"/.", packs).CombinedOutput(); err != nil { // with the published release
 		t.Fatalf("copy fixture packs into the root filesystem: %v: %s", err, out)
 	}
 

@@ -50,6 +50,7 @@ func newTestStack(t *testing.T, gen string) *testStack {
 		s.api.preLeaseAPI()
 	} else {
 		s.api.useDatabase(t, s.dbURL)
+		s.ensureRelease() // leased sensors need a release to pin; it links packs/testpack, so later scripts count
 	}
 	for name, cfg := range map[string]string{
 		"Python":  `{"interpreter": {"binary": "python3", "args": ["-u"], "file_extension": ".py"}}`,

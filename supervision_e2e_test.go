@@ -226,6 +226,7 @@ func TestAgentCapRotationAndVirtualenvReuse(t *testing.T) {
 	vs := s.db.sensor(venvPack, "venvpack", "venvpack.venv_sensor", "venv_sensor.py", rt, "")
 	vt := s.db.trigger(venvPack, "venvpack", "venvpack.venv_trigger", vs)
 	s.db.rule(venvPack, "venvpack", "venvpack.venv_rule", vt, `{}`, true)
+	publishRelease(t, s.db, filepath.Join(s.dir, "packs"), "venvpack", venvPack, "1.0.0")
 	s.sensorWithRule("second", "native_sensor", "Native", "", true)
 	s.sensorWithRule("third", "native_sensor", "Native", "", true)
 	s.api.setTokenTTL(5 * time.Second)
@@ -233,7 +234,7 @@ func TestAgentCapRotationAndVirtualenvReuse(t *testing.T) {
 
 	venvRef := "venvpack.venv_sensor"
 	firstVenv := waitSensorEvents(t, s, venvRef, 1, 120*time.Second)[0]
-	envDir := filepath.Join(s.dir, "runtime_envs", "venvpack", "python")
+	envDir := runtimeEnvDirOf(t, s.gen, s.dir, "venvpack", "python")
 	marker, err := os.Stat(filepath.Join(envDir, runtimeEnvMarker))
 	if err != nil {
 		t.Fatalf("virtualenv marker: %v", err)

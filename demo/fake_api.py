@@ -15,6 +15,7 @@ that a worker JWT is present but not its signature: it is a demo, not the API.
 Standard library only.
 """
 import argparse
+import base64
 import datetime
 import json
 import os
@@ -34,6 +35,15 @@ def say(line):
     # shared terminal (print under -u writes the newline separately).
     sys.stdout.write("[api] " + line + "\n")
     sys.stdout.flush()
+
+
+def jwt_claims(jwt):
+    """The (unverified) claims of a JWT: the demo only reads the worker id."""
+    try:
+        part = jwt.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return {}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -80,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             TOKENS[token] = req["sensor_ref"]
         say("sensor token issued to %s (triggers %s)" % (req["sensor_ref"], ", ".join(req.get("trigger_types") or [])))
-        self.reply(200, {"data": {
+        data = {
             "identity_id": 1,
             "sensor_ref": req["sensor_ref"],
             "pack_ref": req.get("pack_ref"),
@@ -88,7 +98,15 @@ class Handler(BaseHTTPRequestHandler):
             "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "trigger_types": req.get("trigger_types") or [],
             "permission_set_refs": req.get("permission_set_refs") or [],
-        }})
+        }
+        if "workload_id" in req:  # a leased sensor: echo its fence, as the newest API does
+            data["workload_fence"] = {
+                "workload_id": req["workload_id"],
+                "worker_id": int(jwt_claims(self.bearer()).get("metadata", {}).get("worker_id", "0")),
+                "worker_instance": req.get("worker_instance"),
+                "generation": req.get("assignment_generation"),
+            }
+        self.reply(200, {"data": data})
 
     def event(self):
         with LOCK:

@@ -162,6 +162,29 @@ psql "$db_url" -q -v ON_ERROR_STOP=1 -f "$repo/testdata/schema/current.sql" >/de
 psql "$db_url" -q -v ON_ERROR_STOP=1 -v sensor_config="{\"interval_seconds\": $interval}" -f "$repo/demo/seed.sql" >/dev/null ||
 	fail "cannot load demo/seed.sql into $db"
 
+# The newest schema runs sensors only under a workload lease, pinned to the
+# pack's active release: publish demo/packs/demo as release 1.0.0 the way
+# Attune lays it out ({packs}/.releases/sha256/{digest}/pack and pack.tar.gz).
+packs=$work/packs
+mkdir -p "$packs"
+cp -a "$repo/demo/packs/demo" "$packs/demo"
+tar -C "$packs/demo" -czf "$work/pack.tar.gz" .
+digest=$(sha256sum "$work/pack.tar.gz" | cut -d' ' -f1)
+release_dir=$packs/.releases/sha256/$digest
+mkdir -p "$release_dir"
+mv "$work/pack.tar.gz" "$release_dir/pack.tar.gz"
+cp -a "$packs/demo" "$release_dir/pack"
+psql "$db_url" -q -v ON_ERROR_STOP=1 -v digest="$digest" -v size="$(stat -c %s "$release_dir/pack.tar.gz")" >/dev/null <<'SQL' ||
+SET search_path TO attune, public;
+WITH r AS (
+  INSERT INTO pack_release (pack, pack_ref, version, digest, archive_path, content_path, archive_size, manifest)
+  SELECT id, ref, '1.0.0', :'digest', '.releases/sha256/' || :'digest' || '/pack.tar.gz',
+         '.releases/sha256/' || :'digest' || '/pack', :'size'::bigint, '{}'::jsonb
+  FROM pack WHERE ref = 'demo' RETURNING id, pack)
+UPDATE pack SET active_release = r.id FROM r WHERE pack.id = r.pack;
+SQL
+	fail "cannot publish the demo pack release into $db"
+
 amqp_user=$(python3 -c 'import sys, urllib.parse as u; print(u.urlsplit(sys.argv[1]).username or "guest")' "$amqp_base")
 if "${rmqctl[@]}" -q add_vhost "$vhost" >/dev/null 2>&1; then
 	vhost_created=1
@@ -207,7 +230,7 @@ agent_env=(
 	"ATTUNE__MESSAGE_QUEUE__URL=$amqp_url" "ATTUNE_MQ_URL=$amqp_url"
 	"ATTUNE__SECURITY__JWT_SECRET=demo-secret-$suffix"
 	"ATTUNE_API_URL=$api_url"
-	"ATTUNE_PACKS_BASE_DIR=$repo/demo/packs"
+	"ATTUNE_PACKS_BASE_DIR=$packs"
 	"ATTUNE__RUNTIME_ENVS_DIR=$work/runtime_envs"
 	"ATTUNE__ARTIFACTS_DIR=$work/artifacts"
 	"ATTUNE__SENSOR__WORKER_NAME=$worker"
