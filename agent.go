@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // runDetectOnly prints the runtime detection report and the shared
@@ -138,10 +140,18 @@ func runAgent(ctx context.Context, opts cliOptions, logw io.Writer) error {
 	// PackDeleted is handled in the consumer, before its ack (packpurge.go).
 	prompts.OnPackDeleted = newPackPurger(cfg, pgPackLookup{pool}, svc.Manager, stopGrace+packPurgeStopSlack, log).handle
 	err = svc.Run(ctx)
-	recorder.close(processCloseTimeout) // the final "stopped" rows, before the pool goes
-	if so, ok := outputs.(*streamOutputs); ok {
-		so.wait(outputSealWait) // seals of runs that ended just before the stop
+	// What is still in flight at exit, drained side by side so a stalled
+	// database or API costs the longest bound, not their sum: the final
+	// sensor_process rows, lease releases, seals of runs that just ended.
+	var drain sync.WaitGroup
+	drain.Go(func() { recorder.close(processCloseTimeout) })
+	if svc.Leases != nil {
+		drain.Go(func() { svc.Leases.wait(releaseTimeout + time.Second) })
 	}
+	if so, ok := outputs.(*streamOutputs); ok {
+		drain.Go(func() { so.wait(outputSealWait) })
+	}
+	drain.Wait()
 	if !closePool(pool, dbCloseTimeout) {
 		log.Warn("database connections still closing at exit", "waited", dbCloseTimeout.String())
 	}

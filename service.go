@@ -166,9 +166,6 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cancel()
 	stopErr := s.stopSensors(ctx)
-	if s.Leases != nil {
-		s.Leases.wait(releaseTimeout + time.Second)
-	}
 	stopMQ()
 	<-mqDone
 	if s.OnStop != nil {
