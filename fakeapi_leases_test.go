@@ -45,7 +45,11 @@ func (f *fakeAttuneAPI) useDatabase(t testing.TB, dbURL string) {
 	t.Cleanup(pool.Close)
 	f.mu.Lock()
 	f.db = pool
+	logs := f.logs
 	f.mu.Unlock()
+	if logs != nil {
+		logs.attach(pool) // the newest API serves sensor logs too
+	}
 }
 
 // preLeaseAPI makes the fake behave like an API from before leases: token

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -210,7 +211,7 @@ func TestAgentShutdownStopsStubbornSensorsTogether(t *testing.T) {
 }
 
 // TestAgentCapRotationAndVirtualenvReuse: with max_concurrent_sensors=2 and
-// three eligible sensors the two lowest ids run and the log names the third;
+// three eligible sensors the first two in ref order run and the log names the third;
 // with 5 s tokens both running sensors are restarted at 80 % of the token's
 // lifetime (≈4 s; the fake API truncates expiry to whole seconds) with a
 // fresh token; the venv sensor's restart reuses its virtualenv untouched.
@@ -228,7 +229,15 @@ func TestAgentCapRotationAndVirtualenvReuse(t *testing.T) {
 	s.db.rule(venvPack, "venvpack", "venvpack.venv_rule", vt, `{}`, true)
 	publishRelease(t, s.db, filepath.Join(s.dir, "packs"), "venvpack", venvPack, "1.0.0")
 	s.sensorWithRule("second", "native_sensor", "Native", "", true)
-	s.sensorWithRule("third", "native_sensor", "Native", "", true)
+	// zpack.third sorts after venvpack.*: it is the one over the cap.
+	if out, err := exec.Command("cp", "-a", filepath.Join(s.dir, "packs", "testpack"), filepath.Join(s.dir, "packs", "zpack")).CombinedOutput(); err != nil {
+		t.Fatalf("copy pack: %v: %s", err, out)
+	}
+	zpack := s.db.pack("zpack")
+	publishRelease(t, s.db, filepath.Join(s.dir, "packs"), "zpack", zpack, "1.0.0")
+	zs := s.db.sensor(zpack, "zpack", "zpack.third", "native_sensor", s.rt["Native"], "")
+	zt := s.db.trigger(zpack, "zpack", "zpack.third_trigger", zs)
+	s.db.rule(zpack, "zpack", "zpack.third_rule", zt, `{}`, true)
 	s.api.setTokenTTL(5 * time.Second)
 	a := s.start("ATTUNE__SENSOR__MAX_CONCURRENT_SENSORS=2")
 
@@ -275,11 +284,11 @@ func TestAgentCapRotationAndVirtualenvReuse(t *testing.T) {
 	}
 
 	warn := agentRecords(a, "more sensors than max_concurrent_sensors: extra sensors not started", "")
-	if len(warn) != 1 || fmt.Sprint(warn[0]["not_started_sensors"]) != "[testpack.third]" {
-		t.Errorf("over-cap warnings %v, want one naming testpack.third", warn)
+	if len(warn) != 1 || fmt.Sprint(warn[0]["not_started_sensors"]) != "[zpack.third]" {
+		t.Errorf("over-cap warnings %v, want one naming zpack.third", warn)
 	}
-	if n := len(agentRecords(a, "sensor started", "testpack.third")); n != 0 || len(s.sensorPIDs("testpack.third")) != 0 {
-		t.Errorf("testpack.third started %d time(s) over max_concurrent_sensors=2", n)
+	if n := len(agentRecords(a, "sensor started", "zpack.third")); n != 0 || len(s.sensorPIDs("zpack.third")) != 0 {
+		t.Errorf("zpack.third started %d time(s) over max_concurrent_sensors=2", n)
 	}
 	if code := a.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
