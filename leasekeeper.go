@@ -23,7 +23,11 @@ type agentLeases struct {
 	renewer *leaseRenewer
 	log     *slog.Logger
 
-	wg    sync.WaitGroup // releases in flight
+	wg sync.WaitGroup // releases in flight
+	// admit lets one acquire run at a time: they serialise on this worker's
+	// row lock in the database anyway, and fifteen of them waiting there
+	// would hold every pooled connection the pass, renewal and heartbeat need.
+	admit chan struct{}
 	mu    sync.Mutex
 	noted map[int64]string // last refusal logged per sensor
 }
@@ -31,15 +35,22 @@ type agentLeases struct {
 var _ sensorLeases = (*agentLeases)(nil)
 
 func newAgentLeases(db *pgLeases, log *slog.Logger) *agentLeases {
-	return &agentLeases{db: db, renewer: newLeaseRenewer(db, db.timing, log), log: log, noted: map[int64]string{}}
+	return &agentLeases{db: db, renewer: newLeaseRenewer(db, db.timing, log), log: log, noted: map[int64]string{},
+		admit: make(chan struct{}, 1)}
 }
 
 // acquire takes spec's lease and returns it with the spec to launch (from
 // the workload snapshot). A refusal (held elsewhere, ineligible, capacity,
 // no release) is logged once per sensor and reason.
 func (a *agentLeases) acquire(ctx context.Context, spec sensorSpec) (*heldLease, sensorSpec, error) {
+	select {
+	case a.admit <- struct{}{}:
+	case <-ctx.Done():
+		return nil, sensorSpec{}, ctx.Err()
+	}
 	sent := time.Now()
 	got, err := a.db.acquire(ctx, spec)
+	<-a.admit
 	if err != nil {
 		a.note(spec, err)
 		return nil, sensorSpec{}, err

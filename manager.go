@@ -158,6 +158,11 @@ func (m *sensorManager) startLocked(ctx context.Context, sp sensorSpec) {
 			delete(m.active, sp.ID)
 		}
 		m.mu.Unlock()
+		// A supervisor can end without any launch (its lease is another
+		// worker's): the ready gate must not wait for that sensor.
+		if g, ok := m.events.(interface{ mark(id int64) }); ok {
+			g.mark(sp.ID)
+		}
 	}()
 }
 

@@ -17,7 +17,8 @@ import (
 // testPlacement is the worker the desired-set tests read for: python, node
 // and native (no shell), labels zone=a and gpu=true.
 var testPlacement = workerPlacement{Runtimes: []string{"python", "node", "native"},
-	Labels: map[string]string{"zone": "a", "gpu": "true"}}
+	Versions: map[string][]string{"python": {"3.11.4"}},
+	Labels:   map[string]string{"zone": "a", "gpu": "true"}}
 
 // sensorSourceFixture is one test database with a sensor source whose pool
 // counts the queries it runs.
