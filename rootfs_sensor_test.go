@@ -85,7 +85,9 @@ func TestRootfsStockImageRunsPythonSensor(t *testing.T) {
 	// The sensor runs the image's interpreter on the pack file, both named
 	// by their paths inside the root filesystem.
 	py := rootfsSensorCmdline(t, s, "testpack.python_sensor")
-	if want := []string{"/usr/bin/python3", "-u", "/opt/attune/packs/testpack/sensors/python_sensor.py"}; !slices.Equal(py, want) {
+	// Under a lease the pack is the pinned release's tree.
+	script := "/opt/attune/packs/.releases/sha256/" + s.release.Digest + "/pack/sensors/python_sensor.py"
+	if want := []string{"/usr/bin/python3", "-u", script}; !slices.Equal(py, want) {
 		t.Errorf("python sensor command line %q, want %q", py, want)
 	}
 	var env map[string]string
