@@ -108,70 +108,131 @@ func (s *supervisor) setProc(p runningProc) {
 }
 
 // run supervises until ctx ends, then stops the process group (SIGTERM,
-// grace, SIGKILL) and returns once it is gone.
+// grace, SIGKILL) and returns once it is gone. The loop is split so that
+// the long wait of an idle sensor (waitRun) happens in a small stack frame:
+// the spec copies and log attributes live in startOnce and afterRun only,
+// which lets the runtime shrink each idle supervisor's stack.
 func (s *supervisor) run(ctx context.Context) {
 	defer s.endOutput(outputSealWait) // a controlled stop: drained, then sealed within the bound
-	log := s.log.With("sensor", s.spec.Ref)
 	for ctx.Err() == nil {
-		h, spec, ok := s.takeLease(ctx, s.currentSpec())
-		if !ok {
-			return // not ours to run now: the manager's next pass decides again
-		}
-		out, err := s.outputs.open(ctx, spec)
-		var l launched
-		if err == nil {
-			s.out = out
-			l, err = s.launchLeased(ctx, spec, h, out.stdout(), out.stderr())
-		}
-		if err != nil {
-			s.giveBack(h)
-			s.endOutput(0)
-			if ctx.Err() != nil {
-				return
-			}
-			s.failures++
-			delay := s.restartDelay(s.failures)
-			log.Warn("sensor start failed", "attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String(), "error", err)
-			st := exitStatus{Code: -1, At: time.Now()}
-			s.events.sensorExited(spec, st, s.failures, time.Now().Add(delay))
-			if !s.backoffWait(ctx, spec, st, delay) {
+		r, again := s.startOnce(ctx)
+		if r == nil {
+			if !again {
 				return
 			}
 			continue
 		}
-		s.setProc(l.proc)
-		log.Info("sensor started", "pid", l.proc.Pid(), "attempt", s.failures+1)
-		s.events.sensorStarted(spec, l.proc.Pid(), s.failures)
-		if h != nil {
-			s.leases.running(h)
-		}
-		if !s.watch(ctx, log, spec, l, h) {
+		ended := waitRun(ctx, r)
+		if !s.afterRun(ctx, r, ended) {
 			return
 		}
 	}
 }
 
-// watch waits for one run of the sensor to end: an exit (then it waits out
-// the restart delay), a token rotation, or the end of ctx (then it stops the
-// process group). It reports whether the sensor should be launched again.
-func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpec, l launched, h *heldLease) bool {
-	started := time.Now()
-	var rotate <-chan time.Time // nil: no rotation, never ready
+// oneRun is one launched process of the sensor, as the wait and its
+// aftermath see it.
+type oneRun struct {
+	spec    sensorSpec
+	l       launched
+	h       *heldLease
+	started time.Time
+	rotate  *time.Timer // nil: no token rotation
+}
+
+// runEnd is what ended a wait.
+type runEnd int
+
+const (
+	runExited runEnd = iota
+	runLeaseLost
+	runRotate
+	runStopped
+)
+
+// startOnce takes the lease (newest generation), opens the outputs and
+// launches. It returns the run, or nil and whether to try again (after the
+// backoff wait of a failed start).
+//
+//go:noinline
+func (s *supervisor) startOnce(ctx context.Context) (*oneRun, bool) {
+	log := s.log.With("sensor", s.spec.Ref)
+	h, spec, ok := s.takeLease(ctx, s.currentSpec())
+	if !ok {
+		return nil, false // not ours to run now: the manager's next pass decides again
+	}
+	out, err := s.outputs.open(ctx, spec)
+	var l launched
+	if err == nil {
+		s.out = out
+		l, err = s.launchLeased(ctx, spec, h, out.stdout(), out.stderr())
+	}
+	if err != nil {
+		s.giveBack(h)
+		s.endOutput(0)
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		s.failures++
+		delay := s.restartDelay(s.failures)
+		log.Warn("sensor start failed", "attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String(), "error", err)
+		st := exitStatus{Code: -1, At: time.Now()}
+		s.events.sensorExited(spec, st, s.failures, time.Now().Add(delay))
+		return nil, s.backoffWait(ctx, spec, st, delay)
+	}
+	s.setProc(l.proc)
+	log.Info("sensor started", "pid", l.proc.Pid(), "attempt", s.failures+1)
+	s.events.sensorStarted(spec, l.proc.Pid(), s.failures)
+	if h != nil {
+		s.leases.running(h)
+	}
+	r := &oneRun{spec: spec, l: l, h: h, started: time.Now()}
 	if l.rotateAfter > 0 {
-		// Stopped on return, not deferred in run's loop: a crash-looping
-		// sensor would otherwise pile up one live timer per restart.
-		t := time.NewTimer(l.rotateAfter)
-		defer t.Stop()
-		rotate = t.C
+		r.rotate = time.NewTimer(l.rotateAfter)
+	}
+	return r, true
+}
+
+// waitRun waits for one run of the sensor to end: an exit, a lost lease, a
+// token rotation, or the end of ctx. It only waits; afterRun acts.
+//
+//go:noinline
+func waitRun(ctx context.Context, r *oneRun) runEnd {
+	var rotate <-chan time.Time // nil: no rotation, never ready
+	if r.rotate != nil {
+		rotate = r.rotate.C
+	}
+	select {
+	case <-leaseLost(r.h):
+		return runLeaseLost
+	case <-r.l.proc.Done():
+		return runExited
+	case <-rotate:
+		return runRotate
+	case <-ctx.Done():
+		return runStopped
+	}
+}
+
+// afterRun handles how a run ended (then it waits out the restart delay, or
+// stops the process group) and reports whether to launch again.
+//
+//go:noinline
+func (s *supervisor) afterRun(ctx context.Context, r *oneRun, ended runEnd) bool {
+	log := s.log.With("sensor", r.spec.Ref)
+	spec, l, h := r.spec, r.l, r.h
+	if r.rotate != nil {
+		// Stopped here, not deferred in run's loop: a crash-looping sensor
+		// would otherwise pile up one live timer per restart.
+		r.rotate.Stop()
 	}
 	defer s.giveBack(h) // every way out ends this process's lease; a restart acquires anew
-	select {
-	case <-leaseLost(h):
+	switch ended {
+	case runLeaseLost:
 		st := s.stopProc(l.proc)
 		log.Info("sensor stopped: lease lost", "pid", l.proc.Pid(), "reason", h.reason)
 		s.events.sensorStopped(spec, st)
 		return false
-	case <-l.proc.Done():
+	case runExited:
 		st := l.proc.Status()
 		s.setProc(nil)
 		s.giveBack(h) // before the backoff wait: another worker may take it meanwhile
@@ -180,7 +241,7 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 			return false // run's deferred endOutput waits for the seals
 		}
 		s.endOutput(0) // a restart follows: the seals finish in the background
-		if time.Since(started) >= s.healthyRunThreshold() {
+		if time.Since(r.started) >= s.healthyRunThreshold() {
 			s.failures = 0
 		}
 		s.failures++
@@ -189,7 +250,7 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 			"attempt", s.failures, "retry_in", delay.Round(time.Millisecond).String())
 		s.events.sensorExited(spec, st, s.failures, time.Now().Add(delay))
 		return s.backoffWait(ctx, spec, st, delay)
-	case <-rotate:
+	case runRotate:
 		log.Info("sensor token rotation: restarting sensor", "pid", l.proc.Pid())
 		st := s.stopProc(l.proc)
 		s.failures = 0
@@ -201,7 +262,7 @@ func (s *supervisor) watch(ctx context.Context, log *slog.Logger, spec sensorSpe
 		}
 		s.endOutput(0)
 		return true
-	case <-ctx.Done():
+	default: // runStopped
 		st := s.stopProc(l.proc)
 		log.Info("sensor stopped", "pid", l.proc.Pid(), "exit_code", st.Code, "signal", int(st.Signal))
 		s.events.sensorStopped(spec, st)
