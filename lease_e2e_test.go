@@ -240,14 +240,7 @@ func defaultLeaseTimingScaled(t *testing.T) time.Duration {
 // checkLeaseRows: owner columns all set or all NULL, generations ≥ 1 once used.
 func (s *testStack) checkLeaseRows(t *testing.T) {
 	t.Helper()
-	var bad int
-	s.db.pool.QueryRow(t.Context(), `SELECT count(*) FROM sensor_workload_assignment WHERE NOT (
-	(worker IS NULL AND worker_instance IS NULL AND lease_expires_at IS NULL AND assigned_at IS NULL AND renewed_at IS NULL)
-	OR (worker IS NOT NULL AND worker_instance IS NOT NULL AND lease_expires_at IS NOT NULL AND assigned_at IS NOT NULL
-	    AND renewed_at IS NOT NULL AND generation >= 1))`).Scan(&bad)
-	if bad != 0 {
-		t.Errorf("%d inconsistent assignment rows:%s", bad, leaseRowsText(t, s.db))
-	}
+	checkAssignmentRows(t, s.db, true)
 }
 
 // TestLeasesFollowCordonPlacementAndForeignHolders: a cordoned worker's

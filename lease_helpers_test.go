@@ -30,3 +30,25 @@ FROM sensor_workload_assignment a JOIN sensor_workload w ON w.id = a.workload JO
 	}
 	return b.String()
 }
+
+// checkAssignmentRows fails the test for every assignment row whose five
+// owner columns are neither all set nor all NULL; ownedGen also requires an
+// owned row to have begun a process (generation >= 1).
+func checkAssignmentRows(t testing.TB, db *seedDB, ownedGen bool) {
+	t.Helper()
+	gen := ""
+	if ownedGen {
+		gen = " AND generation >= 1"
+	}
+	var bad int
+	if err := db.pool.QueryRow(t.Context(), `SELECT count(*) FROM sensor_workload_assignment WHERE NOT (
+	(worker IS NULL AND worker_instance IS NULL AND lease_expires_at IS NULL AND assigned_at IS NULL AND renewed_at IS NULL)
+	OR (worker IS NOT NULL AND worker_instance IS NOT NULL AND lease_expires_at IS NOT NULL AND assigned_at IS NOT NULL
+	    AND renewed_at IS NOT NULL`+gen+`))`).Scan(&bad); err != nil {
+		t.Errorf("read assignment rows: %v", err)
+		return
+	}
+	if bad != 0 {
+		t.Errorf("%d inconsistent assignment rows:%s", bad, leaseRowsText(t, db))
+	}
+}
